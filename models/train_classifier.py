@@ -1,0 +1,201 @@
+"""Training loop for the fused classifier and its image-only twin (``models.classifier``).
+
+Inputs are plain arrays: photos as uint8 (N, 80, 60, 3), titles as strings and
+one integer target array per head (``-1``: unknown, left out of loss and
+accuracy). ``catalog_targets`` builds the targets from catalog rows.
+
+Tricks: flips/shift/zoom/colour jitter on the photos, label smoothing, word
+dropout on titles, and modality dropout (a share of items is shown without
+its title) so the fused model still works, image-only, when a title is missing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from models.checkpoint import save_checkpoint
+from models.classifier import MAIN_HEAD, ClassifierConfig, FusedClassifier, predict
+from models.training import EpochCheckpointer, Timer, augment_images, pick_device, seed_everything, to_float_images
+from models.vocab import PAD, UNK, Vocab
+
+EXTRA_HEADS = ("sub_category", "gender", "colour")  # CatalogRow attribute names
+
+
+@dataclass
+class ClassifierProfile:
+    name: str
+    epochs: int
+    batch_size: int = 128
+    lr: float = 3e-3
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.1
+    extra_heads: tuple[str, ...] = EXTRA_HEADS
+    extra_weight: float = 0.3  # loss weight of each extra head (articleType: 1)
+    cam_weight: float = 0.5  # loss weight of the linear CAM heads, relative to their head
+    title_dropout: float = 0.3  # share of items trained without their title
+    word_dropout: float = 0.1  # share of words replaced by <unk>
+    max_train_items: int | None = None
+    widths: tuple[int, ...] = (32, 64, 128, 256)
+    min_word_count: int = 2
+    seed: int = 0
+
+
+PROFILES = {
+    # ~2.5 minutes on 2 CPU cores per model.
+    "quick": ClassifierProfile("quick", epochs=3, batch_size=96, max_train_items=14000, widths=(16, 32, 64, 128)),
+    # The profile the quality targets are measured on (one H100: about a minute per model).
+    "full": ClassifierProfile("full", epochs=30, batch_size=256, lr=4e-3, widths=(32, 64, 128, 256)),
+    # For tests: a few seconds.
+    "tiny": ClassifierProfile("tiny", epochs=2, batch_size=16, widths=(8, 8, 16, 16), lr=5e-3, min_word_count=1),
+}
+
+
+def catalog_targets(rows, label_names: dict[str, list[str]] | None = None,
+                    heads: tuple[str, ...] = (MAIN_HEAD, *EXTRA_HEADS)) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
+    """Targets from catalog rows (anything with ``.category``, ``.sub_category``, ``.gender``, ``.colour``).
+
+    Without ``label_names`` the class names are the sorted non-empty values of
+    these rows (use the training rows); values not in the names become -1.
+    """
+    if label_names is None:
+        label_names = {h: sorted({getattr(r, h) for r in rows if getattr(r, h)}) for h in heads}
+    targets = {}
+    for h, names in label_names.items():
+        index = {n: i for i, n in enumerate(names)}
+        targets[h] = np.array([index.get(getattr(r, h), -1) for r in rows], dtype=np.int64)
+    return targets, label_names
+
+
+def train_classifier(train_images: np.ndarray, train_titles: list[str], train_targets: dict[str, np.ndarray],
+                     val_images: np.ndarray, val_titles: list[str], val_targets: dict[str, np.ndarray],
+                     label_names: dict[str, list[str]], out_path, *, use_text: bool,
+                     profile: str | ClassifierProfile = "quick", device: str | None = None, resume: bool = True,
+                     show_progress: bool = True) -> dict:
+    """Train, evaluate on the validation split each epoch, write the checkpoint (kind "classifier"); returns it."""
+    prof = PROFILES[profile] if isinstance(profile, str) else profile
+    if MAIN_HEAD not in label_names or MAIN_HEAD not in train_targets:
+        raise ValueError(f"the {MAIN_HEAD!r} (articleType) head is required")
+    heads = [MAIN_HEAD] + [h for h in prof.extra_heads if h in label_names and h in train_targets]
+    dev = pick_device(device)
+    seed_everything(prof.seed)
+
+    n_train = len(train_images) if prof.max_train_items is None else min(prof.max_train_items, len(train_images))
+    rng = np.random.default_rng(prof.seed)
+    subset = np.sort(rng.permutation(len(train_images))[:n_train])
+    vocab = Vocab.build([train_titles[i] for i in subset], "words", min_count=prof.min_word_count) if use_text else None
+    config = ClassifierConfig(label_names={h: list(label_names[h]) for h in heads}, use_text=use_text,
+                              vocab=vocab.to_dict() if vocab else None, widths=prof.widths)
+    model = FusedClassifier(config).to(dev)
+    if dev.type == "cpu":
+        model = model.to(memory_format=torch.channels_last)
+
+    images = torch.from_numpy(np.ascontiguousarray(train_images[subset])).to(dev)
+    targets = {h: torch.from_numpy(np.asarray(train_targets[h])[subset].astype(np.int64)).to(dev) for h in heads}
+    tokens = model.encode_titles([train_titles[i] for i in subset], n_train).to(dev) if use_text else None
+
+    steps_per_epoch = max(1, n_train // prof.batch_size)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=prof.lr, weight_decay=prof.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=prof.lr, total_steps=prof.epochs * steps_per_epoch,
+                                                    pct_start=0.15)
+    signature = {"profile": asdict(prof), "config": config.to_dict(), "n_train": n_train}
+    checkpointer = EpochCheckpointer(out_path)
+    history: list[dict] = []
+    start_epoch = 0
+    state = checkpointer.load(signature) if resume else None
+    if state:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, history = state["epoch"], state["history"]
+    timer = Timer(already=history[-1]["seconds"] if history else 0.0)
+    gen = torch.Generator().manual_seed(prof.seed + start_epoch)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else torch.autocast("cpu", enabled=False)
+    weights = {h: (1.0 if h == MAIN_HEAD else prof.extra_weight) for h in heads}
+    kind = "fused" if use_text else "image-only"
+
+    for epoch in range(start_epoch, prof.epochs):
+        model.train()
+        order = torch.randperm(n_train, generator=gen).to(dev)
+        bar = tqdm(range(steps_per_epoch), desc=f"classifier ({kind}) epoch {epoch + 1}/{prof.epochs}",
+                   disable=not show_progress, unit="batch", dynamic_ncols=True)
+        loss_sum = 0.0
+        for step in bar:
+            idx = order[step * prof.batch_size : (step + 1) * prof.batch_size]
+            x = augment_images(to_float_images(images[idx]), gen)
+            if dev.type == "cpu":
+                x = x.contiguous(memory_format=torch.channels_last)
+            tok, present = None, None
+            if use_text:
+                tok = tokens[idx]
+                drop = (torch.rand(tok.shape, generator=gen).to(dev) < prof.word_dropout) & (tok != PAD)
+                tok = torch.where(drop, torch.full_like(tok, UNK), tok)
+                present = (torch.rand(len(idx), generator=gen).to(dev) >= prof.title_dropout) & (tok != PAD).any(1)
+            with autocast:
+                fused, cam = model(x, tok, present)
+                loss = sum(weights[h] * (F.cross_entropy(fused[h].float(), targets[h][idx], ignore_index=-1,
+                                                         label_smoothing=prof.label_smoothing)
+                                         + prof.cam_weight * F.cross_entropy(cam[h].float(), targets[h][idx],
+                                                                             ignore_index=-1,
+                                                                             label_smoothing=prof.label_smoothing))
+                           for h in heads)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            loss_sum += loss.item()
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+        metrics = evaluate_classifier(model, val_images, val_titles, val_targets)
+        history.append({"epoch": epoch + 1, "loss": loss_sum / steps_per_epoch, "seconds": timer.seconds, **metrics})
+        if show_progress:
+            tqdm.write(f"epoch {epoch + 1}: loss {history[-1]['loss']:.3f} " +
+                       " ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+        checkpointer.save(signature, model=model.state_dict(), optimizer=optimizer.state_dict(),
+                          scheduler=scheduler.state_dict(), epoch=epoch + 1, history=history)
+
+    final = history[-1] if history else {}
+    payload = save_checkpoint(
+        out_path, kind="classifier", config=config.to_dict(), model=model.cpu(),
+        metrics={k: v for k, v in final.items() if k.startswith("val_")},
+        train={"profile": asdict(prof), "device": str(dev), "n_train": n_train, "seconds": timer.seconds,
+               "history": history, "threads": torch.get_num_threads()},
+    )
+    checkpointer.finish()
+    return payload
+
+
+def _accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
+    known = labels >= 0
+    return float((probs[known].argmax(1) == labels[known]).mean()) if known.any() else float("nan")
+
+
+@torch.no_grad()
+def evaluate_classifier(model: FusedClassifier, images: np.ndarray, titles: list[str] | None,
+                        targets: dict[str, np.ndarray], batch_size: int = 512) -> dict[str, float]:
+    """Accuracy of every head (``val_accuracy`` is articleType), with titles and, for the fused model, without.
+
+    ``val_cam_accuracy`` is the articleType accuracy of the linear CAM head on the image alone.
+    """
+    metrics: dict[str, float] = {}
+    probs = predict(model, images, titles, batch_size)
+    for h in model.head_names:
+        if h in targets:
+            key = "val_accuracy" if h == MAIN_HEAD else f"val_{h}_accuracy"
+            metrics[key] = _accuracy(probs[h], np.asarray(targets[h]))
+    labels = np.asarray(targets[MAIN_HEAD])
+    if model.config.use_text:
+        metrics["val_accuracy_no_title"] = _accuracy(predict(model, images, None, batch_size)[MAIN_HEAD], labels)
+    model.eval()
+    dev = next(model.parameters()).device
+    cam_logits = []
+    for start in range(0, len(images), batch_size):
+        x = to_float_images(torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])).to(dev))
+        cam_logits.append(model.cam_heads[MAIN_HEAD](model.features(x).mean(dim=(2, 3))).float().cpu())
+    if cam_logits:
+        metrics["val_cam_accuracy"] = _accuracy(torch.cat(cam_logits).numpy(), labels)
+    return metrics

@@ -1,0 +1,208 @@
+"""Training loop for Image2Vec (``models.image_encoder``).
+
+Inputs are plain arrays so the loop runs anywhere (CPU here, CUDA on a GPU box):
+photos as uint8 (N, 80, 60, 3), integer articleType labels and, optionally,
+one edge-map sketch per photo as uint8 (N, 80, 60). With sketches, a fraction
+of every batch is shown as a sketch of the same item, which teaches the encoder
+the direct sketch -> vector road.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from models.checkpoint import save_checkpoint
+from models.image_encoder import EncoderConfig, ImageEncoder
+from models.training import EpochCheckpointer, Timer, augment_images, pick_device, seed_everything, to_float_images
+
+
+@dataclass
+class EncoderProfile:
+    name: str
+    epochs: int
+    batch_size: int = 128
+    lr: float = 3e-3
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.1
+    sketch_fraction: float = 0.35
+    max_train_items: int | None = None
+    widths: tuple[int, ...] = (32, 64, 128, 256)
+    embed_dim: int = 128
+    seed: int = 0
+
+
+PROFILES = {
+    # ~3 minutes on 2 CPU cores: enough for a demo that finds the right kind of thing.
+    "quick": EncoderProfile("quick", epochs=1, batch_size=96, max_train_items=16000, widths=(24, 48, 96, 192)),
+    # The profile the quality targets are measured on (GPU: minutes; 2 CPU cores: hours).
+    "full": EncoderProfile("full", epochs=40, batch_size=256, lr=4e-3, widths=(32, 64, 128, 256)),
+    # For tests: a few seconds.
+    "tiny": EncoderProfile("tiny", epochs=2, batch_size=32, widths=(8, 16, 16, 32), embed_dim=32, lr=5e-3),
+}
+
+
+def sketch_batch(sketches_uint8: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """(N, H, W) uint8 sketches -> (N, 3, H, W) float, with random stroke thickening and erasing."""
+    x = sketches_uint8.float().div(127.5).sub(1.0).unsqueeze(1)
+    n = x.shape[0]
+    thick = (torch.rand(n, generator=generator) < 0.35).to(x.device).view(n, 1, 1, 1)
+    thicker = -F.max_pool2d(-x, 3, stride=1, padding=1)  # dark strokes grow by one pixel
+    x = torch.where(thick, thicker, x)
+    # Erase a random rectangle of strokes in some sketches: people leave lines out.
+    h, w = x.shape[2:]
+    erase = (torch.rand(n, generator=generator) < 0.3).tolist()
+    for i, e in enumerate(erase):
+        if e:
+            eh, ew = int(h * 0.3), int(w * 0.3)
+            y0 = int(torch.randint(0, h - eh, (1,), generator=generator))
+            x0 = int(torch.randint(0, w - ew, (1,), generator=generator))
+            x[i, :, y0 : y0 + eh, x0 : x0 + ew] = 1.0
+    return x.expand(-1, 3, -1, -1).contiguous()
+
+
+@torch.no_grad()
+def embed_array(model: ImageEncoder, images: np.ndarray | torch.Tensor, device: torch.device,
+                batch_size: int = 512, grayscale: bool = False) -> np.ndarray:
+    """Embed uint8 photos (N, H, W, 3) or sketches (N, H, W) with ``grayscale=True``."""
+    model.eval()
+    out = []
+    for start in range(0, len(images), batch_size):
+        chunk = torch.as_tensor(np.asarray(images[start : start + batch_size]))
+        if grayscale:
+            chunk = chunk.unsqueeze(-1).expand(-1, -1, -1, 3)
+        out.append(model.embed(to_float_images(chunk.to(device))).float().cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, model.config.embed_dim), np.float32)
+
+
+def precision_at_k(query_vecs: np.ndarray, query_labels: np.ndarray, gallery_vecs: np.ndarray,
+                   gallery_labels: np.ndarray, k: int = 5, exclude_self: bool = True) -> float:
+    """Mean fraction of the k nearest gallery items (cosine) that share the query's label."""
+    if len(query_vecs) == 0:
+        return float("nan")
+    q = torch.from_numpy(np.ascontiguousarray(query_vecs))
+    g = torch.from_numpy(np.ascontiguousarray(gallery_vecs))
+    gl = torch.from_numpy(gallery_labels)
+    ql = torch.from_numpy(query_labels)
+    hits = 0.0
+    for start in range(0, len(q), 1024):
+        sims = q[start : start + 1024] @ g.t()
+        if exclude_self:
+            rows = torch.arange(sims.shape[0])
+            sims[rows, rows + start] = -float("inf")
+        top = sims.topk(k, dim=1).indices
+        hits += (gl[top] == ql[start : start + 1024, None]).float().mean(dim=1).sum().item()
+    return hits / len(q)
+
+
+def train_encoder(train_images: np.ndarray, train_labels: np.ndarray, val_images: np.ndarray,
+                  val_labels: np.ndarray, class_names: list[str], out_path, *, profile: str | EncoderProfile = "quick",
+                  device: str | None = None, train_sketches: np.ndarray | None = None,
+                  val_sketches: np.ndarray | None = None, resume: bool = True, show_progress: bool = True) -> dict:
+    """Train, evaluate on the validation split each epoch, write the checkpoint; returns it."""
+    prof = PROFILES[profile] if isinstance(profile, str) else profile
+    dev = pick_device(device)
+    seed_everything(prof.seed)
+    config = EncoderConfig(widths=prof.widths, embed_dim=prof.embed_dim, n_classes=len(class_names),
+                           class_names=list(class_names))
+    model = ImageEncoder(config).to(dev)
+    if dev.type == "cpu":
+        model = model.to(memory_format=torch.channels_last)
+
+    n_train = len(train_images) if prof.max_train_items is None else min(prof.max_train_items, len(train_images))
+    rng = np.random.default_rng(prof.seed)
+    subset = np.sort(rng.permutation(len(train_images))[:n_train])
+    images = torch.from_numpy(np.ascontiguousarray(train_images[subset])).to(dev)
+    labels = torch.from_numpy(np.asarray(train_labels)[subset].astype(np.int64)).to(dev)
+    sketches = None
+    if train_sketches is not None and prof.sketch_fraction > 0:
+        sketches = torch.from_numpy(np.ascontiguousarray(train_sketches[subset])).to(dev)
+
+    steps_per_epoch = max(1, n_train // prof.batch_size)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=prof.lr, weight_decay=prof.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=prof.lr, total_steps=prof.epochs * steps_per_epoch,
+                                                    pct_start=0.15)
+    signature = {"profile": asdict(prof), "config": config.to_dict(), "n_train": n_train}
+    checkpointer = EpochCheckpointer(out_path)
+    history: list[dict] = []
+    start_epoch = 0
+    state = checkpointer.load(signature) if resume else None
+    if state:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, history = state["epoch"], state["history"]
+    timer = Timer(already=history[-1]["seconds"] if history else 0.0)
+    gen = torch.Generator().manual_seed(prof.seed + start_epoch)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else torch.autocast("cpu", enabled=False)
+
+    for epoch in range(start_epoch, prof.epochs):
+        model.train()
+        order = torch.randperm(n_train, generator=gen).to(dev)
+        bar = tqdm(range(steps_per_epoch), desc=f"encoder epoch {epoch + 1}/{prof.epochs}", disable=not show_progress,
+                   unit="batch", dynamic_ncols=True)
+        loss_sum = 0.0
+        for step in bar:
+            idx = order[step * prof.batch_size : (step + 1) * prof.batch_size]
+            x = to_float_images(images[idx])
+            if sketches is not None:
+                use = torch.rand(len(idx), generator=gen).to(dev) < prof.sketch_fraction
+                if use.any():
+                    x[use] = sketch_batch(sketches[idx[use]], gen)
+            x = augment_images(x, gen)
+            if dev.type == "cpu":
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast:
+                emb = model.embed(x)
+                logits = model.logits(emb.float(), labels[idx])
+                loss = F.cross_entropy(logits, labels[idx], label_smoothing=prof.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            loss_sum += loss.item()
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+        metrics = evaluate_encoder(model, val_images, val_labels, dev, val_sketches)
+        history.append({"epoch": epoch + 1, "loss": loss_sum / steps_per_epoch, "seconds": timer.seconds, **metrics})
+        if show_progress:
+            tqdm.write(f"epoch {epoch + 1}: loss {history[-1]['loss']:.3f} " +
+                       " ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+        checkpointer.save(signature, model=model.state_dict(), optimizer=optimizer.state_dict(),
+                          scheduler=scheduler.state_dict(), epoch=epoch + 1, history=history)
+
+    final = history[-1] if history else {}
+    payload = save_checkpoint(
+        out_path, kind="encoder", config=config.to_dict(), model=model.cpu(),
+        metrics={k: v for k, v in final.items() if k.startswith("val_")},
+        train={"profile": asdict(prof), "device": str(dev), "n_train": n_train, "seconds": timer.seconds,
+               "history": history, "threads": torch.get_num_threads()},
+    )
+    checkpointer.finish()
+    return payload
+
+
+def evaluate_encoder(model: ImageEncoder, images: np.ndarray, labels: np.ndarray, device: torch.device,
+                     sketches: np.ndarray | None = None) -> dict[str, float]:
+    vecs = embed_array(model, images, device)
+    labels = np.asarray(labels, dtype=np.int64)
+    with torch.no_grad():
+        logits = model.logits(torch.from_numpy(vecs).to(device)).cpu()
+    metrics = {
+        "val_accuracy": float((logits.argmax(1).numpy() == labels).mean()) if len(labels) else float("nan"),
+        "val_p_at_5": precision_at_k(vecs, labels, vecs, labels, k=5),
+    }
+    if sketches is not None:
+        svecs = embed_array(model, sketches, device, grayscale=True)
+        metrics["val_sketch_p_at_5"] = precision_at_k(svecs, labels, vecs, labels, k=5)
+    return metrics
+
+
+def load_encoder(payload: dict, device: str | torch.device = "cpu") -> ImageEncoder:
+    model = ImageEncoder(EncoderConfig.from_dict(payload["config"]))
+    model.load_state_dict(payload["model"])
+    return model.to(device).eval()

@@ -1,0 +1,295 @@
+"""Training loop for the sketch -> image pix2pix (``models.pix2pix``).
+
+Inputs are plain arrays: photos uint8 (N, 80, 60, 3) and their sketches uint8
+(N, 80, 60), or (V, N, 80, 60) for V differently drawn variants of every photo
+(``search.sketches.photo_to_sketch`` with V seeds). Every epoch each item is
+shown with a randomly chosen variant, randomly thickened strokes, an erased
+patch now and then and a joint horizontal flip, so the GAN sees varied strokes.
+
+One step is the paper's: a discriminator step on (sketch, real) vs
+(sketch, generated), then a generator step on the adversarial loss plus
+``l1_weight`` x L1 to the real photo. After every epoch the loop measures the
+validation L1, writes ``<stem>-samples/epoch-NNN.png`` (sketch | generated |
+real for fixed validation items) and ``<stem>-losses.png`` next to the
+checkpoint, and keeps a ``.partial`` file to resume from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from tqdm import tqdm
+
+from models.checkpoint import save_checkpoint
+from models.pix2pix import GANLoss, PatchDiscriminator, Pix2PixConfig, UnetGenerator
+from models.training import EpochCheckpointer, Timer, pick_device, seed_everything, to_float_images
+
+
+@dataclass
+class Sketch2ImageProfile:
+    name: str
+    epochs: int
+    batch_size: int = 64
+    lr: float = 2e-4
+    beta1: float = 0.5
+    l1_weight: float = 100.0
+    max_train_items: int | None = None
+    max_val_items: int | None = 2000
+    ngf: int = 32
+    ndf: int = 32
+    thicken_p: float = 0.2  # share of sketches whose strokes grow by one pixel
+    erase_p: float = 0.25  # share of sketches with a patch of strokes erased
+    n_samples: int = 8  # validation items in the per-epoch sample grid
+    seed: int = 0
+
+
+PROFILES = {
+    # ~4 minutes on 2 CPU cores: blurry but recognisable colours and shapes.
+    "quick": Sketch2ImageProfile("quick", epochs=3, batch_size=32, lr=4e-4, max_train_items=2400, max_val_items=500),
+    # GPU (H100, bf16): all of the training split; ~3-5 minutes.
+    "full": Sketch2ImageProfile("full", epochs=40, batch_size=128, lr=2e-4, max_val_items=None),
+    # For tests: a few seconds.
+    "tiny": Sketch2ImageProfile("tiny", epochs=2, batch_size=8, ngf=8, ndf=8, max_val_items=16, n_samples=4),
+}
+
+
+def sketch_to_tensor(sketches_uint8: torch.Tensor) -> torch.Tensor:
+    """(N, H, W) uint8, strokes dark -> (N, 1, H, W) float in [-1, 1]."""
+    return sketches_uint8.float().div(127.5).sub(1.0).unsqueeze(1)
+
+
+def vary_sketches(x: torch.Tensor, generator: torch.Generator, thicken_p: float, erase_p: float) -> torch.Tensor:
+    """Random stroke thickening and a randomly erased rectangle (people leave lines out), on (N, 1, H, W)."""
+    n, _, h, w = x.shape
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.rand(*shape, generator=generator).to(x.device)
+
+    thick = (rand(n) < thicken_p).view(n, 1, 1, 1)
+    x = torch.where(thick, -F.max_pool2d(-x, 3, stride=1, padding=1), x)
+    eh, ew = h // 4, w // 4
+    y0 = (rand(n) * (h - eh)).long().view(n, 1, 1, 1)
+    x0 = (rand(n) * (w - ew)).long().view(n, 1, 1, 1)
+    rows = torch.arange(h, device=x.device).view(1, 1, h, 1)
+    cols = torch.arange(w, device=x.device).view(1, 1, 1, w)
+    box = (rows >= y0) & (rows < y0 + eh) & (cols >= x0) & (cols < x0 + ew)
+    erase = (rand(n) < erase_p).view(n, 1, 1, 1)
+    return torch.where(box & erase, torch.ones_like(x), x)
+
+
+def train_sketch2image(train_photos: np.ndarray, train_sketches: np.ndarray, val_photos: np.ndarray,
+                       val_sketches: np.ndarray, out_path, *, profile: str | Sketch2ImageProfile = "quick",
+                       device: str | None = None, resume: bool = True, show_progress: bool = True) -> dict:
+    """Train the generator and critic, write the checkpoint (generator only) and return it."""
+    prof = PROFILES[profile] if isinstance(profile, str) else profile
+    dev = pick_device(device)
+    seed_everything(prof.seed)
+    out_path = Path(out_path)
+    config = Pix2PixConfig(ngf=prof.ngf, ndf=prof.ndf)
+    generator = UnetGenerator(config).to(dev)
+    critic = PatchDiscriminator(config).to(dev)
+    gan_loss = GANLoss(config.gan_mode)
+
+    variants = np.asarray(train_sketches)
+    if variants.ndim == 3:
+        variants = variants[None]
+    if variants.shape[1:] != np.asarray(train_photos).shape[:3]:
+        raise ValueError(f"sketches {variants.shape} do not match photos {np.asarray(train_photos).shape}")
+    n_items = variants.shape[1]
+    n_train = n_items if prof.max_train_items is None else min(prof.max_train_items, n_items)
+    subset = np.sort(np.random.default_rng(prof.seed).permutation(n_items)[:n_train])
+    photos = torch.from_numpy(np.ascontiguousarray(train_photos[subset])).to(dev)
+    sketches = torch.from_numpy(np.ascontiguousarray(variants[:, subset])).to(dev)
+    n_val = len(val_photos) if prof.max_val_items is None else min(prof.max_val_items, len(val_photos))
+    val_x = torch.from_numpy(np.ascontiguousarray(val_sketches[:n_val])).to(dev)
+    val_y = torch.from_numpy(np.ascontiguousarray(val_photos[:n_val])).to(dev)
+    shown = np.linspace(0, n_val - 1, min(prof.n_samples, n_val)).round().astype(int)
+
+    steps_per_epoch = max(1, n_train // prof.batch_size)
+    opt_g = torch.optim.Adam(generator.parameters(), lr=prof.lr, betas=(prof.beta1, 0.999))
+    opt_d = torch.optim.Adam(critic.parameters(), lr=prof.lr, betas=(prof.beta1, 0.999))
+
+    def decay(epoch: int) -> float:  # constant for the first half, then linearly to zero (pix2pix)
+        half = prof.epochs // 2
+        return 1.0 if epoch < half else 1.0 - (epoch - half) / (prof.epochs - half + 1)
+
+    sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, decay)
+    sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, decay)
+    signature = {"profile": asdict(prof), "config": config.to_dict(), "n_train": n_train,
+                 "variants": int(variants.shape[0])}
+    checkpointer = EpochCheckpointer(out_path)
+    history: list[dict] = []
+    curve: list[dict] = []  # running means every few steps, for the loss plot
+    start_epoch = 0
+    state = checkpointer.load(signature) if resume else None
+    if state:
+        generator.load_state_dict(state["generator"])
+        critic.load_state_dict(state["critic"])
+        opt_g.load_state_dict(state["opt_g"])
+        opt_d.load_state_dict(state["opt_d"])
+        sched_g.load_state_dict(state["sched_g"])
+        sched_d.load_state_dict(state["sched_d"])
+        start_epoch, history, curve = state["epoch"], state["history"], state["curve"]
+    timer = Timer(already=history[-1]["seconds"] if history else 0.0)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else torch.autocast("cpu", enabled=False)
+    log_every = max(1, steps_per_epoch // 10)
+
+    for epoch in range(start_epoch, prof.epochs):
+        # Seeded per epoch (dropout uses the global generator) so a resumed run repeats an uninterrupted one.
+        torch.manual_seed(prof.seed + epoch)
+        gen = torch.Generator().manual_seed(prof.seed + epoch)
+        order = torch.randperm(n_train, generator=gen).to(dev)
+        choice = torch.randint(sketches.shape[0], (n_train,), generator=gen).to(dev)
+        generator.train()
+        critic.train()
+        sums = {"loss_d": 0.0, "loss_g_gan": 0.0, "loss_l1": 0.0}
+        window = dict.fromkeys(sums, 0.0)
+        bar = tqdm(range(steps_per_epoch), desc=f"sketch2image epoch {epoch + 1}/{prof.epochs}",
+                   disable=not show_progress, unit="batch", dynamic_ncols=True)
+        for step in bar:
+            idx = order[step * prof.batch_size : (step + 1) * prof.batch_size]
+            real = to_float_images(photos[idx])
+            sketch = vary_sketches(sketch_to_tensor(sketches[choice[idx], idx]), gen, prof.thicken_p, prof.erase_p)
+            flip = (torch.rand(len(idx), generator=gen) < 0.5).to(dev).view(-1, 1, 1, 1)
+            real = torch.where(flip, real.flip(3), real)
+            sketch = torch.where(flip, sketch.flip(3), sketch)
+
+            with autocast:
+                fake = generator(sketch)
+            # Critic: real pairs towards 1, generated pairs towards 0.
+            critic.requires_grad_(True)
+            with autocast:
+                loss_d = 0.5 * (gan_loss(critic(sketch, real), True) + gan_loss(critic(sketch, fake.detach()), False))
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+            # Generator: fool the critic and stay close to the photo.
+            critic.requires_grad_(False)
+            with autocast:
+                loss_g_gan = gan_loss(critic(sketch, fake), True)
+            loss_l1 = F.l1_loss(fake.float(), real)
+            opt_g.zero_grad(set_to_none=True)
+            (loss_g_gan + prof.l1_weight * loss_l1).backward()
+            opt_g.step()
+
+            values = {"loss_d": loss_d.item(), "loss_g_gan": loss_g_gan.item(), "loss_l1": loss_l1.item()}
+            for k, v in values.items():
+                sums[k] += v
+                window[k] += v
+            if (step + 1) % log_every == 0:
+                curve.append({"step": epoch * steps_per_epoch + step + 1,
+                              **{k: v / log_every for k, v in window.items()}})
+                window = dict.fromkeys(sums, 0.0)
+                bar.set_postfix(d=f"{curve[-1]['loss_d']:.3f}", l1=f"{curve[-1]['loss_l1']:.3f}")
+        sched_g.step()
+        sched_d.step()
+
+        fakes = generate_tensor(generator, val_x)
+        val_l1 = float((to_float_images(fakes) - to_float_images(val_y)).abs().mean()) if n_val else float("nan")
+        history.append({"epoch": epoch + 1, **{k: v / steps_per_epoch for k, v in sums.items()}, "val_l1": val_l1,
+                        "seconds": timer.seconds})
+        save_sample_grid(val_x[shown].cpu().numpy(), fakes[shown].cpu().numpy(), val_y[shown].cpu().numpy(),
+                         samples_dir(out_path) / f"epoch-{epoch + 1:03d}.png")
+        save_loss_plot(history, curve, steps_per_epoch, loss_plot_path(out_path))
+        if show_progress:
+            h = history[-1]
+            tqdm.write(f"epoch {epoch + 1}: loss_d {h['loss_d']:.3f} loss_g_gan {h['loss_g_gan']:.3f} "
+                       f"l1 {h['loss_l1']:.3f} val_l1 {val_l1:.3f}")
+        checkpointer.save(signature, generator=generator.state_dict(), critic=critic.state_dict(),
+                          opt_g=opt_g.state_dict(), opt_d=opt_d.state_dict(), sched_g=sched_g.state_dict(),
+                          sched_d=sched_d.state_dict(), epoch=epoch + 1, history=history, curve=curve)
+
+    final = history[-1] if history else {}
+    payload = save_checkpoint(
+        out_path, kind="sketch2image", config=config.to_dict(), model=generator.cpu(),
+        metrics={"val_l1": final.get("val_l1", float("nan")), "n_val": n_val},
+        train={"profile": asdict(prof), "device": str(dev), "n_train": n_train, "variants": int(variants.shape[0]),
+               "seconds": timer.seconds, "history": history, "curve": curve, "threads": torch.get_num_threads()},
+    )
+    checkpointer.finish()
+    return payload
+
+
+def samples_dir(out_path: Path) -> Path:
+    return out_path.with_name(f"{out_path.stem}-samples")
+
+
+def loss_plot_path(out_path: Path) -> Path:
+    return out_path.with_name(f"{out_path.stem}-losses.png")
+
+
+def save_sample_grid(sketches: np.ndarray, generated: np.ndarray, real: np.ndarray, path: Path,
+                     columns: int = 4, scale: int = 2) -> None:
+    """PNG of (sketch | generated | real) triples, ``columns`` triples a row."""
+    n, h, w = sketches.shape
+    gap = 4
+    rows = -(-n // columns)
+    cell = 3 * w + gap
+    sheet = np.full((rows * (h + gap) + gap, min(n, columns) * (cell + gap) + gap, 3), 160, np.uint8)
+    for i in range(n):
+        r, c = divmod(i, columns)
+        y, x = gap + r * (h + gap), gap + c * (cell + gap)
+        sheet[y : y + h, x : x + w] = sketches[i][..., None]
+        sheet[y : y + h, x + w : x + 2 * w] = generated[i]
+        sheet[y : y + h, x + 2 * w : x + 3 * w] = real[i]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = Image.fromarray(sheet)
+    img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST).save(path)
+
+
+def save_loss_plot(history: list[dict], curve: list[dict], steps_per_epoch: int, path: Path) -> None:
+    """Critic, adversarial and L1 losses over steps, validation L1 per epoch (matplotlib, no display)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 3.5), dpi=100)
+    FigureCanvasAgg(fig)
+    left, right = fig.subplots(1, 2)
+    steps = [c["step"] for c in curve]
+    left.plot(steps, [c["loss_d"] for c in curve], label="critic")
+    left.plot(steps, [c["loss_g_gan"] for c in curve], label="generator (adversarial)")
+    left.set_xlabel("step")
+    left.set_title("GAN losses")
+    left.legend()
+    right.plot(steps, [c["loss_l1"] for c in curve], label="train L1")
+    right.plot([h["epoch"] * steps_per_epoch for h in history], [h["val_l1"] for h in history], "o-", label="val L1")
+    right.set_xlabel("step")
+    right.set_title("L1 (images in [-1, 1])")
+    right.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+
+
+def load_generator(payload: dict, device: str | torch.device = "cpu") -> UnetGenerator:
+    """The generator of a "sketch2image" checkpoint, in eval mode (no dropout: same sketch, same image)."""
+    model = UnetGenerator(Pix2PixConfig.from_dict(payload["config"]))
+    model.load_state_dict(payload["model"])
+    return model.to(device).eval()
+
+
+@torch.no_grad()
+def generate_tensor(generator: UnetGenerator, sketches: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """uint8 (N, 80, 60) sketches on the generator's device -> uint8 (N, 80, 60, 3) images there."""
+    was_training = generator.training
+    generator.eval()
+    out = []
+    for start in range(0, len(sketches), batch_size):
+        images = generator(sketch_to_tensor(sketches[start : start + batch_size])).float()
+        out.append(images.add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1))
+    generator.train(was_training)
+    if not out:
+        return torch.zeros((0, *sketches.shape[1:], 3), dtype=torch.uint8, device=sketches.device)
+    return torch.cat(out)
+
+
+def generate(generator: UnetGenerator, sketches: np.ndarray) -> np.ndarray:
+    """Images for sketches: uint8 (N, 80, 60) -> uint8 (N, 80, 60, 3)."""
+    device = next(generator.parameters()).device
+    x = torch.from_numpy(np.ascontiguousarray(sketches, dtype=np.uint8)).to(device)
+    return generate_tensor(generator, x).cpu().numpy()

@@ -1,0 +1,339 @@
+"""Training loop for text search: catalog titles <-> photos in one vector space.
+
+Two spaces are supported (the profile's ``space``):
+
+* ``"joint"`` (the default, and what the targets are measured on): a trainable
+  ``ImageHead`` reads a fixed descriptor of the frozen Image2Vec feature map and
+  the photo's colours; text and photos meet in a new ``embed_dim`` space, which
+  needs its own index of image vectors.
+* ``"image2vec"``: the text encoder is trained into the frozen Image2Vec space,
+  so the photo index serves text queries too. Image2Vec only separates
+  articleTypes, so titles cannot find their own item there (R@10 stays low).
+
+The loss is symmetric InfoNCE with a learned temperature (CLIP), or
+Karpathy & Fei-Fei's bidirectional hinge ranking loss. Items with the same
+title are positives of each other, not negatives.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from models.checkpoint import CheckpointError, save_checkpoint
+from models.image_encoder import ImageEncoder
+from models.text import (HeadConfig, TextConfig, TextImageModel, Tokenizer, descriptor_dim, frozen_descriptor,
+                         normalise_text)
+from models.train_encoder import load_encoder
+from models.training import EpochCheckpointer, Timer, augment_images, pick_device, seed_everything, to_float_images
+
+
+@dataclass
+class TextProfile:
+    name: str
+    epochs: int
+    batch_size: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    space: str = "joint"  # "joint" | "image2vec"
+    loss: str = "infonce"  # "infonce" | "hinge"
+    margin: float = 0.2  # hinge only
+    temperature: float = 0.05  # initial; learned (InfoNCE)
+    embed_dim: int = 256  # joint space only; image2vec uses the encoder's size
+    word_dim: int = 128
+    hidden: int = 256
+    head_hidden: int = 1024
+    dropout: float = 0.1
+    min_count: int = 2
+    n_buckets: int = 4096
+    max_len: int = 24
+    augment: bool = False  # recompute the descriptor of augmented photos every batch (GPU)
+    max_train_items: int | None = None
+    seed: int = 0
+
+
+PROFILES = {
+    # ~3 minutes on 2 CPU cores, a minute of which is embedding the 44k photos once.
+    "quick": TextProfile("quick", epochs=6, batch_size=256),
+    # The profile the targets are measured on: a few minutes on one GPU.
+    "full": TextProfile("full", epochs=30, batch_size=512, lr=2e-3, embed_dim=384, word_dim=192, hidden=384,
+                        head_hidden=2048, augment=True),
+    # For tests: a few seconds.
+    "tiny": TextProfile("tiny", epochs=2, batch_size=16, embed_dim=32, word_dim=16, hidden=16, head_hidden=32,
+                        n_buckets=64, min_count=1),
+}
+
+
+def _autocast(dev: torch.device):
+    return torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else torch.autocast("cpu", enabled=False)
+
+
+@torch.no_grad()
+def image_inputs(encoder: ImageEncoder, images: np.ndarray | torch.Tensor, space: str, device: torch.device,
+                 batch_size: int = 512, augment_generator: torch.Generator | None = None) -> torch.Tensor:
+    """Photos uint8 (N, H, W, 3) -> what the image side reads, on ``device``: the frozen descriptor
+    (float16) for the joint space, the Image2Vec vector (float32) for the image2vec space."""
+    encoder.eval()
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = to_float_images(torch.as_tensor(np.asarray(images[start : start + batch_size])).to(device))
+        if augment_generator is not None:
+            x = augment_images(x, augment_generator)
+        with _autocast(device):
+            if space == "joint":
+                out.append(frozen_descriptor(encoder.feature_map(x), x).half())
+            else:
+                out.append(encoder.embed(x).float())
+    if not out:
+        width = descriptor_dim(encoder.config.widths[-1]) if space == "joint" else encoder.config.embed_dim
+        return torch.zeros(0, width, device=device)
+    return torch.cat(out)
+
+
+def contrastive_loss(text_vecs: torch.Tensor, image_vecs: torch.Tensor, same: torch.Tensor, scale: torch.Tensor,
+                     kind: str, margin: float) -> torch.Tensor:
+    """Text i belongs to image i; ``same[i, j]`` marks pairs that share a title (also positives)."""
+    sims = text_vecs.float() @ image_vecs.float().t()
+    if kind == "infonce":
+        logits = sims * scale
+        targets = same.float() / same.float().sum(1, keepdim=True)
+        return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.t(), targets))
+    if kind == "hinge":  # Karpathy & Fei-Fei 2015, eq. 9: sum over all violating negatives, both directions
+        pos = sims.diag()
+        text_query = (margin - pos[:, None] + sims).clamp_min(0).masked_fill(same, 0.0)
+        image_query = (margin - pos[None, :] + sims).clamp_min(0).masked_fill(same, 0.0)
+        return (text_query.sum(1) + image_query.sum(0)).mean()
+    raise ValueError(f"unknown loss {kind!r}")
+
+
+def retrieval_metrics_from_vectors(query_vecs: np.ndarray, query_item_index: np.ndarray, gallery_vecs: np.ndarray,
+                                   query_labels: np.ndarray, gallery_labels: np.ndarray) -> dict[str, float]:
+    """R@10: the query's own item (``gallery[query_item_index[i]]``) is among the 10 nearest;
+    P@5: mean fraction of the 5 nearest gallery items sharing the query's label."""
+    if len(query_vecs) == 0:
+        return {"r_at_10": float("nan"), "p_at_5": float("nan")}
+    q = torch.from_numpy(np.ascontiguousarray(query_vecs, dtype=np.float32))
+    g = torch.from_numpy(np.ascontiguousarray(gallery_vecs, dtype=np.float32))
+    own = torch.as_tensor(np.asarray(query_item_index, dtype=np.int64))
+    ql = torch.as_tensor(np.asarray(query_labels, dtype=np.int64))
+    gl = torch.as_tensor(np.asarray(gallery_labels, dtype=np.int64))
+    hits10, prec5 = 0.0, 0.0
+    for start in range(0, len(q), 512):
+        sims = q[start : start + 512] @ g.t()
+        rows = torch.arange(sims.shape[0])
+        own_score = sims[rows, own[start : start + 512]]
+        rank = (sims > own_score[:, None]).sum(1)
+        hits10 += (rank < 10).float().sum().item()
+        top = sims.topk(min(5, sims.shape[1]), dim=1).indices
+        prec5 += (gl[top] == ql[start : start + 512, None]).float().mean(1).sum().item()
+    return {"r_at_10": hits10 / len(q), "p_at_5": prec5 / len(q)}
+
+
+def text_retrieval_metrics(model: "TextSearchModel", query_titles: list[str], query_item_index: np.ndarray,
+                           gallery_images: np.ndarray, query_labels: np.ndarray,
+                           gallery_labels: np.ndarray) -> dict[str, float]:
+    """Titles as queries against photos: R@10 of the query's own item and P@5 of its articleType."""
+    return retrieval_metrics_from_vectors(model.encode_text(query_titles), query_item_index,
+                                          model.encode_images(gallery_images), query_labels, gallery_labels)
+
+
+def _title_ids(titles: list[str]) -> np.ndarray:
+    index: dict[str, int] = {}
+    return np.array([index.setdefault(" ".join(normalise_text(t).split()), len(index)) for t in titles], np.int64)
+
+
+@torch.no_grad()
+def _embed_text(model: TextImageModel, tokenizer: Tokenizer, titles: list[str], device: torch.device,
+                batch_size: int = 1024) -> torch.Tensor:
+    model.eval()
+    out = [model.text(*(t.to(device) for t in tokenizer.encode(titles[s : s + batch_size])))
+           for s in range(0, len(titles), batch_size)]
+    return torch.cat(out).float() if out else torch.zeros(0, model.text.config.embed_dim, device=device)
+
+
+@torch.no_grad()
+def _embed_inputs(model: TextImageModel, inputs: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+    if model.image_head is None:
+        return inputs.float()
+    model.eval()
+    return torch.cat([model.image_head(inputs[s : s + batch_size]) for s in range(0, len(inputs), batch_size)])
+
+
+def train_text(train_images: np.ndarray, train_titles: list[str], train_labels: np.ndarray, val_images: np.ndarray,
+               val_titles: list[str], val_labels: np.ndarray, encoder_payload: dict, out_path, *,
+               extra_gallery_images: np.ndarray | None = None, extra_gallery_labels: np.ndarray | None = None,
+               profile: str | TextProfile = "quick", device: str | None = None, resume: bool = True,
+               show_progress: bool = True) -> dict:
+    """Train title <-> photo alignment, evaluate on the validation titles each epoch, write the checkpoint.
+
+    Validation queries are searched among train + val + ``extra_gallery_images`` (pass the test split
+    to measure against the whole catalog, as the targets are stated).
+    """
+    prof = PROFILES[profile] if isinstance(profile, str) else profile
+    if prof.space not in ("joint", "image2vec"):
+        raise ValueError(f"unknown space {prof.space!r}")
+    dev = pick_device(device)
+    seed_everything(prof.seed)
+    encoder = load_encoder(encoder_payload, dev)
+    for p in encoder.parameters():
+        p.requires_grad_(False)
+    encoder_version = encoder_payload["version"]
+
+    n_train = len(train_images) if prof.max_train_items is None else min(prof.max_train_items, len(train_images))
+    rng = np.random.default_rng(prof.seed)
+    subset = np.sort(rng.permutation(len(train_images))[:n_train])
+    titles = [train_titles[i] for i in subset]
+    tokenizer = Tokenizer.build(titles, min_count=prof.min_count, max_len=prof.max_len, n_buckets=prof.n_buckets)
+    tok_ids, tok_grams, tok_lengths = (t.to(dev) for t in tokenizer.encode(titles))
+    title_ids = torch.from_numpy(_title_ids(titles)).to(dev)
+
+    text_config = TextConfig(vocab_size=len(tokenizer), n_buckets=prof.n_buckets, word_dim=prof.word_dim,
+                             hidden=prof.hidden, dropout=prof.dropout,
+                             embed_dim=prof.embed_dim if prof.space == "joint" else encoder.config.embed_dim)
+    head_config = (HeadConfig(in_dim=descriptor_dim(encoder.config.widths[-1]), hidden=prof.head_hidden,
+                              embed_dim=prof.embed_dim, dropout=prof.dropout) if prof.space == "joint" else None)
+    model = TextImageModel(text_config, head_config, temperature=prof.temperature).to(dev)
+
+    # The frozen image side is computed once for every photo: training inputs and the validation gallery.
+    timer = Timer()
+    if show_progress:
+        n_photos = len(train_images) + len(val_images) + (len(extra_gallery_images) if extra_gallery_images is not None else 0)
+        tqdm.write(f"text: embedding {n_photos} photos with {encoder_version}")
+    train_inputs = image_inputs(encoder, train_images, prof.space, dev)
+    gallery_inputs = torch.cat([train_inputs, image_inputs(encoder, val_images, prof.space, dev)] +
+                               ([image_inputs(encoder, extra_gallery_images, prof.space, dev)]
+                                if extra_gallery_images is not None else []))
+    train_inputs = train_inputs[torch.from_numpy(subset).to(dev)]
+    gallery_labels = np.concatenate([np.asarray(train_labels), np.asarray(val_labels)] +
+                                    ([np.asarray(extra_gallery_labels)] if extra_gallery_labels is not None else []))
+    if extra_gallery_images is not None and extra_gallery_labels is None:
+        gallery_labels = np.concatenate([gallery_labels, np.full(len(extra_gallery_images), -1)])
+    val_item_index = np.arange(len(train_images), len(train_images) + len(val_images))
+    embed_seconds = timer.seconds
+    train_pixels = (torch.from_numpy(np.ascontiguousarray(np.asarray(train_images)[subset])).to(dev)
+                    if prof.augment and prof.space == "joint" else None)
+
+    steps_per_epoch = max(1, n_train // prof.batch_size)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=prof.lr, weight_decay=prof.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=prof.lr, total_steps=prof.epochs * steps_per_epoch,
+                                                    pct_start=0.1)
+    signature = {"profile": asdict(prof), "text": text_config.to_dict(),
+                 "head": head_config.to_dict() if head_config else None, "encoder_version": encoder_version,
+                 "n_train": n_train,
+                 "tokenizer": hashlib.sha1(json.dumps(tokenizer.to_dict()).encode()).hexdigest()[:12]}
+    checkpointer = EpochCheckpointer(out_path)
+    history: list[dict] = []
+    start_epoch = 0
+    state = checkpointer.load(signature) if resume else None
+    if state:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, history = state["epoch"], state["history"]
+    timer = Timer(already=history[-1]["seconds"] if history else embed_seconds)
+    gen = torch.Generator().manual_seed(prof.seed + start_epoch)
+
+    for epoch in range(start_epoch, prof.epochs):
+        model.train()
+        order = torch.randperm(n_train, generator=gen).to(dev)
+        bar = tqdm(range(steps_per_epoch), desc=f"text epoch {epoch + 1}/{prof.epochs}", disable=not show_progress,
+                   unit="batch", dynamic_ncols=True)
+        loss_sum = 0.0
+        for step in bar:
+            idx = order[step * prof.batch_size : (step + 1) * prof.batch_size]
+            if train_pixels is not None:
+                inputs = image_inputs(encoder, train_pixels[idx], prof.space, dev, batch_size=len(idx),
+                                      augment_generator=gen)
+            else:
+                inputs = train_inputs[idx]
+            length = int(tok_lengths[idx].max())
+            with _autocast(dev):
+                text_vecs = model.text(tok_ids[idx, :length], tok_grams[idx, :length], tok_lengths[idx])
+                image_vecs = model.image_head(inputs) if model.image_head is not None else inputs.float()
+                same = title_ids[idx, None] == title_ids[None, idx]
+                loss = contrastive_loss(text_vecs, image_vecs, same, model.scale, prof.loss, prof.margin)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            loss_sum += loss.item()
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+        metrics = retrieval_metrics_from_vectors(
+            _embed_text(model, tokenizer, list(val_titles), dev).cpu().numpy(), val_item_index,
+            _embed_inputs(model, gallery_inputs).float().cpu().numpy(), np.asarray(val_labels), gallery_labels)
+        metrics = {f"val_{k}": v for k, v in metrics.items()}
+        history.append({"epoch": epoch + 1, "loss": loss_sum / steps_per_epoch, "seconds": timer.seconds,
+                        "temperature": float(1.0 / model.scale.item()), **metrics})
+        if show_progress:
+            tqdm.write(f"epoch {epoch + 1}: loss {history[-1]['loss']:.3f} " +
+                       " ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+        checkpointer.save(signature, model=model.state_dict(), optimizer=optimizer.state_dict(),
+                          scheduler=scheduler.state_dict(), epoch=epoch + 1, history=history)
+
+    final = history[-1] if history else {}
+    config = {"space": prof.space, "text": text_config.to_dict(),
+              "head": head_config.to_dict() if head_config else None, "tokenizer": tokenizer.to_dict(),
+              "encoder_version": encoder_version}
+    payload = save_checkpoint(
+        out_path, kind="text", config=config, model=model.cpu(),
+        metrics={k: v for k, v in final.items() if k.startswith("val_")} | {"gallery_size": len(gallery_labels)},
+        train={"profile": asdict(prof), "device": str(dev), "n_train": n_train, "seconds": timer.seconds,
+               "embed_seconds": embed_seconds, "history": history, "threads": torch.get_num_threads()},
+        extra={"encoder_version": encoder_version},
+    )
+    checkpointer.finish()
+    return payload
+
+
+class TextSearchModel:
+    """A loaded text checkpoint: titles and photos -> vectors of one space (``space``, ``dim``)."""
+
+    def __init__(self, payload: dict, encoder: ImageEncoder | None, device: torch.device):
+        config = payload["config"]
+        self.space: str = config["space"]
+        self.version: str = payload["version"]
+        self.encoder_version: str = config["encoder_version"]
+        self.device = device
+        self.tokenizer = Tokenizer.from_dict(config["tokenizer"])
+        head = HeadConfig.from_dict(config["head"]) if config["head"] else None
+        self.model = TextImageModel(TextConfig.from_dict(config["text"]), head)
+        self.model.load_state_dict(payload["model"])
+        self.model.to(device).eval()
+        self.encoder = encoder
+        self.dim: int = self.model.text.config.embed_dim
+
+    @torch.inference_mode()
+    def encode_text(self, texts: list[str]) -> np.ndarray:
+        """Queries -> float32 (N, dim), L2-normalised. Any string is accepted."""
+        return _embed_text(self.model, self.tokenizer, list(texts), self.device).cpu().numpy().astype(np.float32)
+
+    @torch.inference_mode()
+    def encode_images(self, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
+        """Photos uint8 (N, 80, 60, 3) -> float32 (N, dim): the vectors the text-query index is built from."""
+        if self.encoder is None:
+            raise CheckpointError("encode_images needs the image encoder checkpoint this text model was trained with")
+        inputs = image_inputs(self.encoder, images, self.space, self.device, batch_size)
+        return _embed_inputs(self.model, inputs).float().cpu().numpy().astype(np.float32)
+
+
+def load_text_model(payload: dict, encoder_payload: dict | None = None,
+                    device: str | torch.device = "cpu") -> TextSearchModel:
+    """Rebuild text search from its checkpoint; ``encoder_payload`` (the Image2Vec checkpoint it was
+    trained against, checked by version) is needed only for ``encode_images``."""
+    if payload.get("kind") != "text":
+        raise CheckpointError(f"expected a 'text' checkpoint, got {payload.get('kind')!r}")
+    device = torch.device(device)
+    encoder = None
+    if encoder_payload is not None:
+        if encoder_payload.get("version") != payload["config"]["encoder_version"]:
+            raise CheckpointError(f"this text model was trained with image encoder "
+                                  f"{payload['config']['encoder_version']}, not {encoder_payload.get('version')}")
+        encoder = load_encoder(encoder_payload, device)
+    return TextSearchModel(payload, encoder, device)

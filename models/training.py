@@ -1,0 +1,96 @@
+"""Shared pieces of every training loop: device choice, seeding, batch
+augmentation on tensors, and resumable checkpoints between epochs."""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def pick_device(name: str | None = None) -> torch.device:
+    """'cpu', 'cuda' or None/'auto' (CUDA when present). Asking for CUDA without one is an error."""
+    if name in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for, but PyTorch sees no CUDA GPU on this machine")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def to_float_images(batch_uint8: torch.Tensor) -> torch.Tensor:
+    """(N, H, W, C) uint8 -> (N, C, H, W) float in [-1, 1]."""
+    return batch_uint8.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+
+
+def augment_images(x: torch.Tensor, generator: torch.Generator | None = None, *, max_shift: float = 0.08,
+                   scale_range: tuple[float, float] = (0.9, 1.1), flip: bool = True,
+                   jitter: float = 0.1) -> torch.Tensor:
+    """Random flip, shift/zoom (white fill) and brightness/contrast jitter on a float batch in [-1, 1]."""
+    n = x.shape[0]
+    dev = x.device
+
+    def rand(*shape):
+        return torch.rand(*shape, device="cpu", generator=generator).to(dev)
+
+    scale = scale_range[0] + (scale_range[1] - scale_range[0]) * rand(n)
+    tx = (rand(n) * 2 - 1) * max_shift * 2
+    ty = (rand(n) * 2 - 1) * max_shift * 2
+    sign = torch.where(rand(n) < 0.5, -1.0, 1.0) if flip else torch.ones(n, device=dev)
+    theta = torch.zeros(n, 2, 3, device=dev)
+    theta[:, 0, 0] = sign / scale
+    theta[:, 1, 1] = 1.0 / scale
+    theta[:, 0, 2] = tx
+    theta[:, 1, 2] = ty
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    # Shift to [0, 2] so that zero padding means white (1.0 after shifting back).
+    out = F.grid_sample(x - 1.0, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + 1.0
+    if jitter:
+        contrast = 1.0 + (rand(n, 1, 1, 1) * 2 - 1) * jitter
+        bright = (rand(n, 1, 1, 1) * 2 - 1) * jitter
+        out = ((out - 1.0) * contrast + 1.0 + bright).clamp_(-1.0, 1.0)
+    return out
+
+
+class EpochCheckpointer:
+    """Keeps a ``<path>.partial`` file between epochs so an interrupted run resumes."""
+
+    def __init__(self, final_path: Path):
+        self.final_path = Path(final_path)
+        self.partial_path = self.final_path.with_name(self.final_path.name + ".partial")
+
+    def load(self, signature: dict[str, Any]) -> dict[str, Any] | None:
+        if not self.partial_path.is_file():
+            return None
+        state = torch.load(self.partial_path, map_location="cpu", weights_only=False)
+        if state.get("signature") != signature:
+            return None  # another config or profile: start over
+        return state
+
+    def save(self, signature: dict[str, Any], **state: Any) -> None:
+        self.partial_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.partial_path.with_name(self.partial_path.name + ".tmp")
+        torch.save({"signature": signature, **state}, tmp)
+        tmp.replace(self.partial_path)
+
+    def finish(self) -> None:
+        self.partial_path.unlink(missing_ok=True)
+
+
+class Timer:
+    def __init__(self, already: float = 0.0):
+        self.start = time.perf_counter() - already
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.start

@@ -1,0 +1,101 @@
+"""The query pipeline: bytes or arrays in, vectors out, Annoy hits back.
+
+``ModelSet`` loads the trained checkpoints lazily from the artifacts directory
+(once per process, never at import time: Celery forks children and CUDA must
+not be touched in the parent). ``encode_photo`` etc. return (vector, timings)
+so every stage's cost can be reported.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+MODEL_FILES = {
+    "encoder": "encoder.pt",
+}
+
+
+class ModelMissingError(RuntimeError):
+    """A model this query needs has not been trained yet."""
+
+
+@contextmanager
+def timed(timings: dict[str, float], stage: str):
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[stage] = timings.get(stage, 0.0) + (time.perf_counter() - start) * 1000.0
+
+
+@dataclass
+class Encoded:
+    vector: np.ndarray
+    space: str  # which index space to search
+    timings_ms: dict[str, float]
+
+
+class ModelSet:
+    """Trained models of one artifacts directory, loaded on first use."""
+
+    def __init__(self, models_dir: Path, device: str = "cpu", threads: int = 0):
+        self.models_dir = Path(models_dir)
+        self.device = device
+        self.threads = threads
+        self._lock = threading.Lock()
+        self._loaded: dict[str, object] = {}
+
+    def path(self, role: str) -> Path:
+        return self.models_dir / MODEL_FILES[role]
+
+    def available(self, role: str) -> bool:
+        return self.path(role).is_file()
+
+    def _load(self, role: str):
+        with self._lock:
+            if role in self._loaded:
+                return self._loaded[role]
+            import torch
+
+            from models.checkpoint import load_checkpoint
+
+            if self.threads:
+                torch.set_num_threads(self.threads)
+            if not self.available(role):
+                raise ModelMissingError(f"the {role} model is not trained yet: run `python manage.py train {role}`")
+            payload = load_checkpoint(self.path(role), kind=role)
+            if role == "encoder":
+                from models.train_encoder import load_encoder
+
+                obj = (load_encoder(payload, self.device), payload)
+            else:  # pragma: no cover - guarded by MODEL_FILES
+                raise KeyError(role)
+            self._loaded[role] = obj
+            return obj
+
+    def encoder(self):
+        return self._load("encoder")[0]
+
+    def version(self, role: str) -> str:
+        return self._load(role)[1]["version"]
+
+    def embed_images(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """uint8 (N, 80, 60, 3) -> (N, D) float32 in Image2Vec space."""
+        from models.train_encoder import embed_array
+
+        import torch
+
+        with torch.inference_mode():
+            return embed_array(self.encoder(), images, torch.device(self.device), batch_size=batch_size)
+
+    def encode_photo(self, image: np.ndarray) -> Encoded:
+        timings: dict[str, float] = {}
+        with timed(timings, "encoder"):
+            vec = self.embed_images(image[None])[0]
+        return Encoded(vec, "image", timings)

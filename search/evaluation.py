@@ -1,0 +1,32 @@
+"""Retrieval metrics over an index: P@k by label, ANN recall against exact search."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from search.index import AnnoyStore, recall_at_k
+
+
+def precision_at_ks(store: AnnoyStore, query_vectors: np.ndarray, query_labels: Sequence[str],
+                    gallery_labels: Sequence[str], *, ks: Sequence[int] = (5, 10), exclude: Sequence[int] | None = None,
+                    space: str = "image") -> dict[str, float]:
+    """Mean P@k: the share of the top k hits (by the index) whose label equals the query's.
+
+    ``exclude[i]`` is the annoy id of query i's own item, left out of its hits.
+    """
+    max_k = max(ks)
+    sums = {k: 0.0 for k in ks}
+    for i, vec in enumerate(query_vectors):
+        hits = store.query(vec, max_k + 1, space=space)
+        ids = [h for h, _ in hits if exclude is None or h != exclude[i]][:max_k]
+        for k in ks:
+            top = ids[:k]
+            sums[k] += sum(gallery_labels[h] == query_labels[i] for h in top) / k
+    n = max(len(query_vectors), 1)
+    return {f"p_at_{k}": sums[k] / n for k in ks}
+
+
+def ann_recall(store: AnnoyStore, query_vectors: np.ndarray, k: int = 10, space: str = "image") -> float:
+    return recall_at_k(store, query_vectors, k=k, space=space)

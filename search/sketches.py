@@ -1,0 +1,314 @@
+"""Edge-map sketches: training sketches made from catalog photos, and user drawings made to look like them.
+
+Both roads end in the same renderer, so what the models learn from and what
+people draw meet in one style: dark strokes (0) on white (255), uint8
+(80, 60), about 1-1.5 px wide at the catalog's size.
+
+``photo_to_sketch`` draws at twice the catalog size (160x120) and shrinks the
+result with area averaging, which gives anti-aliased strokes of sub-pixel
+width control:
+
+* **outer contour**: the product's silhouette against the light background
+  (colour distance from the border's median colour, holes filled), outlined
+  and simplified to a polyline, the way people draw an outline;
+* **main inner lines**: Canny on a bilateral-smoothed grey image, kept only
+  inside the silhouette (away from its edge, so the outline is not doubled),
+  with short edge fragments (texture, prints, fabric folds) removed and
+  edges on skin (faces, hands, arms of a person wearing the garment) left
+  out;
+* **variation** per (seed, index): Canny thresholds, a smooth random
+  displacement of every stroke (about a pixel), stroke gaps, dropped inner
+  lines and stroke width, so a model does not learn one exact edge style.
+
+``normalise_sketch`` turns any drawing (canvas PNG with alpha, white on black,
+huge canvas, marker-thick strokes) into the same form: ink mask, specks
+removed, crop to the strokes with the catalog's typical margin, pad to 60:80,
+thin to one-pixel centre lines and redraw them with the renderer's width.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from search.images import IMAGE_H, IMAGE_W, ImageInputError
+
+SCALE = 2  # drawing resolution relative to the catalog's 80x60
+WORK_H, WORK_W = IMAGE_H * SCALE, IMAGE_W * SCALE
+# Stroke widths (pixels at the drawing resolution) and how often each is drawn.
+STROKE_WIDTHS = (1, 2, 3)
+STROKE_WIDTH_P = (0.4, 0.45, 0.15)
+USER_STROKE_WIDTH = 2
+# Margin around a user's strokes, as a fraction of the padded frame's height:
+# the median empty band above/below the product in catalog sketches.
+USER_MARGIN = 0.06
+FOREGROUND_DIFF = 12  # colour distance from the background that counts as product
+CANNY_HIGH = (50.0, 95.0)  # range of Canny's high threshold (low = 0.4 x high)
+MIN_LINE = (12, 22)  # range of the shortest inner line kept, pixels at the drawing resolution
+TEXTURE_DENSITY = 0.25  # share of edge pixels in an 11x11 window above which edges count as texture
+
+
+class SketchInputError(ImageInputError):
+    """A drawing that cannot be used as a query (empty, nothing but specks)."""
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _render(lines: np.ndarray, width: int) -> np.ndarray:
+    """Binary line map at the drawing resolution -> uint8 (80, 60) dark strokes on white."""
+    ink = lines.astype(np.float32)
+    if width > 1:
+        ink = cv2.dilate(ink, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (width, width)))
+    return _render_ink(ink)
+
+
+def _render_ink(ink: np.ndarray) -> np.ndarray:
+    """Float ink in [0, 1] at the drawing resolution -> uint8 (80, 60)."""
+    small = cv2.resize(ink, (IMAGE_W, IMAGE_H), interpolation=cv2.INTER_AREA)
+    # A one-pixel line at 2x covers half of a catalog pixel: gain 2 makes it black.
+    return (255.0 * (1.0 - np.clip(small * 2.0, 0.0, 1.0))).round().astype(np.uint8)
+
+
+def _remove_small(mask: np.ndarray, min_area: int) -> np.ndarray:
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    keep = np.zeros(n, dtype=bool)
+    keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= min_area
+    return keep[labels]
+
+
+# --------------------------------------------------------------------------- photos -> sketches
+
+
+def _fill(mask: np.ndarray, min_area: float) -> np.ndarray:
+    """Outer components of a uint8 mask with their holes filled; tiny components dropped."""
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    out = np.zeros_like(mask)
+    big = [c for c in contours if cv2.contourArea(c) >= min_area]
+    if big:
+        cv2.drawContours(out, big, -1, 1, thickness=cv2.FILLED)
+    return out
+
+
+def _foreground(images: np.ndarray) -> np.ndarray:
+    """Rough foreground masks (N, 80, 60) bool: colour distance from each photo's border colour."""
+    border = np.concatenate([images[:, 0], images[:, -1], images[:, :, 0], images[:, :, -1]], axis=1)
+    k = border.shape[1] // 2
+    bg = np.partition(border, k, axis=1)[:, k].astype(np.int16)  # per-channel median, (N, 3)
+    diff = np.abs(images.astype(np.int16) - bg[:, None, None, :]).max(axis=3)
+    return diff > FOREGROUND_DIFF
+
+
+def _skin(images: np.ndarray) -> np.ndarray:
+    """Skin masks (N, 80, 60) bool by the usual YCrCb box: faces and arms of models wearing a garment."""
+    n = len(images)
+    ycrcb = cv2.cvtColor(images.reshape(n * IMAGE_H, IMAGE_W, 3), cv2.COLOR_RGB2YCrCb).reshape(images.shape)
+    cr, cb = ycrcb[..., 1], ycrcb[..., 2]
+    return (cr >= 138) & (cr <= 173) & (cb >= 77) & (cb <= 125)
+
+
+_GRID = np.meshgrid(np.arange(WORK_W, dtype=np.float32), np.arange(WORK_H, dtype=np.float32))
+_ELLIPSE3 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+_ELLIPSE5 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+
+
+def _wobble(ink: np.ndarray, rng: np.random.Generator, amount: float) -> np.ndarray:
+    """Move strokes by a smooth random field of about ``amount`` pixels (a hand is not a ruler)."""
+    field = rng.normal(0.0, amount, size=(2, 4, 3)).astype(np.float32)
+    dx = cv2.resize(field[0], (WORK_W, WORK_H), interpolation=cv2.INTER_CUBIC)
+    dy = cv2.resize(field[1], (WORK_W, WORK_H), interpolation=cv2.INTER_CUBIC)
+    return cv2.remap(ink, _GRID[0] + dx, _GRID[1] + dy, cv2.INTER_LINEAR, borderValue=0)
+
+
+def _erase_gaps(lines: np.ndarray, points: np.ndarray, rng: np.random.Generator, count: int) -> None:
+    """Break the outline at ``count`` random ``points`` (K, 2), in place: people lift the pen."""
+    if count == 0 or len(points) == 0:
+        return
+    for k in rng.integers(0, len(points), size=count):
+        x, y = points[k]
+        cv2.circle(lines, (int(x), int(y)), int(rng.integers(2, 5)), 0, thickness=cv2.FILLED)
+
+
+def _sketch_one(photo: np.ndarray, fg: np.ndarray, skin: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    # Silhouette at the catalog size, outlined at the drawing size from a smoothed upscale.
+    fg = cv2.morphologyEx(fg.astype(np.uint8), cv2.MORPH_CLOSE, _ELLIPSE5)
+    sil = _fill(cv2.morphologyEx(fg, cv2.MORPH_OPEN, _ELLIPSE3), min_area=20)
+    soft = cv2.resize(cv2.GaussianBlur(sil.astype(np.float32), (5, 5), 0.9), (WORK_W, WORK_H),
+                      interpolation=cv2.INTER_LINEAR)
+    sil2 = (soft > 0.5).astype(np.uint8)
+    contours, _ = cv2.findContours(sil2, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    eps = float(rng.uniform(0.7, 1.6))
+    lines = np.zeros((WORK_H, WORK_W), np.uint8)
+    cv2.polylines(lines, [cv2.approxPolyDP(c, eps, closed=True) for c in contours], True, 1, 1)
+
+    # Main inner lines: Canny inside the silhouette, off skin, long fragments only.
+    grey = cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY)
+    grey = cv2.resize(cv2.GaussianBlur(grey, (3, 3), 0.7), (WORK_W, WORK_H), interpolation=cv2.INTER_CUBIC)
+    high = float(rng.uniform(*CANNY_HIGH))
+    edges = cv2.Canny(grey, 0.4 * high, high, L2gradient=True)
+    # Skin with its holes (eyes, mouth) closed, shrunk so that sleeve and neckline edges stay.
+    skin = cv2.erode(cv2.morphologyEx(skin.astype(np.uint8), cv2.MORPH_CLOSE, _ELLIPSE5), _ELLIPSE3)
+    keep = cv2.erode(sil, _ELLIPSE3) & (1 - skin)
+    keep = cv2.resize(keep.astype(np.uint8), (WORK_W, WORK_H), interpolation=cv2.INTER_NEAREST)
+    edges = (edges > 0) & (keep > 0)
+    # Texture (checks, prints, stripes close together) is dense edges: people draw its outline, not its pattern.
+    density = cv2.boxFilter(edges.astype(np.float32), -1, (11, 11))
+    edges &= density < TEXTURE_DENSITY
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(edges.astype(np.uint8), connectivity=8)
+    keep_label = stats[:, cv2.CC_STAT_AREA] >= int(rng.integers(*MIN_LINE))
+    keep_label[0] = False
+    if rng.random() < 0.5:  # leave out some inner lines altogether
+        keep_label &= rng.random(n) >= 0.25
+    lines[keep_label[labels]] = 1
+
+    points = np.concatenate([c.reshape(-1, 2) for c in contours]) if contours else np.zeros((0, 2), int)
+    _erase_gaps(lines, points, rng, count=int(rng.poisson(1.5)))
+    width = int(rng.choice(STROKE_WIDTHS, p=STROKE_WIDTH_P))
+    ink = lines.astype(np.float32)
+    if width > 1:
+        ink = cv2.dilate(ink, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (width, width)))
+    return _render_ink(_wobble(ink, rng, amount=float(rng.uniform(0.3, 1.0))))
+
+
+def photo_to_sketch(images: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Line drawings of catalog photos: uint8 (N, 80, 60, 3) -> uint8 (N, 80, 60), strokes 0 on 255.
+
+    Deterministic for a given (seed, position in ``images``); another seed gives
+    another drawing of the same photo. OpenCV releases the GIL, so the images
+    are drawn by a thread pool, one chunk per core.
+    """
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[1:] != (IMAGE_H, IMAGE_W, 3) or images.dtype != np.uint8:
+        raise ValueError(f"expected uint8 images of shape (N, {IMAGE_H}, {IMAGE_W}, 3), got {images.dtype} "
+                         f"{images.shape}")
+    out = np.empty(images.shape[:3], dtype=np.uint8)
+
+    def work(start: int, stop: int) -> None:
+        for lo in range(start, stop, 256):
+            hi = min(lo + 256, stop)
+            chunk = images[lo:hi]
+            fg, skin = _foreground(chunk), _skin(chunk)
+            for j in range(hi - lo):
+                out[lo + j] = _sketch_one(chunk[j], fg[j], skin[j], np.random.default_rng((seed, lo + j)))
+
+    n = len(images)
+    workers = max(1, min(os.cpu_count() or 1, 16, n // 64 or 1))
+    bounds = np.linspace(0, n, workers + 1).astype(int)
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(work, bounds[:-1], bounds[1:]))
+    return out
+
+
+# --------------------------------------------------------------------------- user drawings -> sketches
+
+
+def _ink_map(img: Image.Image) -> np.ndarray:
+    """Float ink in [0, 1] (1 = stroke) at the drawing's own size."""
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = np.asarray(img.convert("RGBA"), dtype=np.float32) / 255.0
+        alpha = rgba[..., 3]
+        if (alpha < 0.5).mean() > 0.2:  # a transparent background: the strokes are what is opaque
+            return alpha
+        grey = (rgba[..., :3] @ np.float32([0.299, 0.587, 0.114])) * alpha + (1.0 - alpha)
+    else:
+        grey = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+    paper = float(np.median(grey))
+    if paper < 0.5:  # light strokes on a dark background
+        grey, paper = 1.0 - grey, 1.0 - paper
+    return np.clip((paper - grey) / max(paper, 1e-3), 0.0, 1.0)
+
+
+def _thin(mask: np.ndarray) -> np.ndarray:
+    """Zhang-Suen thinning of a boolean mask to one-pixel centre lines."""
+    img = np.pad(mask.astype(np.uint8), 1)
+    while True:
+        changed = False
+        for step in (0, 1):
+            p = img
+            p2, p3, p4 = p[:-2, 1:-1], p[:-2, 2:], p[1:-1, 2:]
+            p5, p6, p7 = p[2:, 2:], p[2:, 1:-1], p[2:, :-2]
+            p8, p9 = p[1:-1, :-2], p[:-2, :-2]
+            ring = [p2, p3, p4, p5, p6, p7, p8, p9, p2]
+            neighbours = p2 + p3 + p4 + p5 + p6 + p7 + p8 + p9
+            transitions = sum((ring[k] == 0) & (ring[k + 1] == 1) for k in range(8))
+            if step == 0:
+                cond = (p2 * p4 * p6 == 0) & (p4 * p6 * p8 == 0)
+            else:
+                cond = (p2 * p4 * p8 == 0) & (p2 * p6 * p8 == 0)
+            remove = (p[1:-1, 1:-1] == 1) & (neighbours >= 2) & (neighbours <= 6) & (transitions == 1) & cond
+            if remove.any():
+                img = img.copy()
+                img[1:-1, 1:-1][remove] = 0
+                changed = True
+        if not changed:
+            return img[1:-1, 1:-1].astype(bool)
+
+
+def normalise_sketch(img: Image.Image) -> np.ndarray:
+    """A user's drawing (any size, mode, stroke width, position) -> uint8 (80, 60) like ``photo_to_sketch``.
+
+    Raises ``SketchInputError`` when there is nothing drawn (or only specks).
+    """
+    ink = _ink_map(img)
+    # Work on at most ~1000 px: shrink huge canvases keeping every stroke (area > 0 = any ink).
+    mask = ink > 0.35
+    factor = max(mask.shape) / 1000.0
+    if factor > 1.0:
+        size = (max(1, round(mask.shape[1] / factor)), max(1, round(mask.shape[0] / factor)))
+        mask = cv2.resize(mask.astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0.05
+    total = int(mask.sum())
+    if total:
+        mask = _remove_small(mask, min_area=max(4, int(0.005 * total)))
+    ys, xs = np.nonzero(mask)
+    if len(ys) < 10:
+        raise SketchInputError("the sketch is empty: draw something first")
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    h, w = y1 - y0, x1 - x0
+    stroke = 2.0 * float(cv2.distanceTransform(np.pad(mask, 1).astype(np.uint8), cv2.DIST_L2, 3).max())
+    if max(h, w) < max(8.0, 2.5 * stroke):
+        raise SketchInputError("the sketch is too small: draw the outline of a product, not a dot")
+
+    # Frame: the strokes' box plus a margin, padded to 60:80 and centred.
+    frame_h = max(h, w * IMAGE_H / IMAGE_W) / (1.0 - 2.0 * USER_MARGIN)
+    frame_w = frame_h * IMAGE_W / IMAGE_H
+    cy, cx = (y0 + y1) / 2.0, (x0 + x1) / 2.0
+    sx, sy = WORK_W / frame_w, WORK_H / frame_h
+    # Scale the mask into the drawing resolution; thicken first so no stroke falls below one pixel.
+    grow = int(np.ceil(1.0 / sx)) if sx < 1.0 else 1
+    src = mask.astype(np.uint8)
+    if grow > 1:
+        src = cv2.dilate(src, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow, grow)))
+    affine = np.float32([[sx, 0, WORK_W / 2.0 - sx * cx], [0, sy, WORK_H / 2.0 - sy * cy]])
+    interp = cv2.INTER_AREA if sx < 1.0 else cv2.INTER_LINEAR
+    work = cv2.warpAffine(src.astype(np.float32), affine, (WORK_W, WORK_H), flags=interp, borderValue=0) > 0.3
+    return _render(_thin(work), USER_STROKE_WIDTH)
+
+
+# --------------------------------------------------------------------------- looking at them
+
+
+def save_sketch_sheet(photos: np.ndarray, sketches: np.ndarray, path: str | os.PathLike, n: int = 24,
+                      scale: int = 3, columns: int = 6) -> Path:
+    """A PNG of ``n`` (photo | sketch) pairs, ``columns`` pairs a row, each pixel drawn ``scale`` times."""
+    n = min(n, len(photos), len(sketches))
+    if n == 0:
+        raise ValueError("no photos to draw")
+    rows = -(-n // columns)
+    gap = 4
+    cell_w = 2 * IMAGE_W + gap
+    sheet = np.full((rows * (IMAGE_H + gap) + gap, columns * (cell_w + gap) + gap, 3), 200, np.uint8)
+    for i in range(n):
+        r, c = divmod(i, columns)
+        y, x = gap + r * (IMAGE_H + gap), gap + c * (cell_w + gap)
+        sheet[y : y + IMAGE_H, x : x + IMAGE_W] = photos[i]
+        sheet[y : y + IMAGE_H, x + IMAGE_W : x + 2 * IMAGE_W] = np.asarray(sketches[i])[..., None]
+    img = Image.fromarray(sheet).resize((sheet.shape[1] * scale, sheet.shape[0] * scale), Image.Resampling.NEAREST)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+    return path

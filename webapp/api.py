@@ -1,0 +1,107 @@
+"""JSON API (django-ninja). OpenAPI schema at /api/openapi.json, docs at /api/docs."""
+
+from __future__ import annotations
+
+import time
+
+from django.conf import settings
+from django.shortcuts import get_object_or_404
+from ninja import File, Form, NinjaAPI, Schema
+from ninja.errors import HttpError, ValidationError
+from ninja.files import UploadedFile
+
+from webapp import queries
+from webapp.models import Item
+from webapp.services import Filters, SearchUnavailable, similar_items
+
+api = NinjaAPI(title="Sketch search API", version="1.0", urls_namespace="api",
+               description="Search a fashion catalog by photo, sketch or words.")
+
+
+class ErrorOut(Schema):
+    error: str
+
+
+class HitOut(Schema):
+    id: int
+    sku: str
+    title: str
+    category: str
+    gender: str
+    colour: str
+    score: float
+    image_url: str
+    url: str
+
+
+class SearchOut(Schema):
+    results: list[HitOut]
+    timings_ms: dict[str, float]
+    index_version: str
+    query: dict
+
+
+@api.exception_handler(ValidationError)
+def validation_error(request, exc: ValidationError):
+    parts = []
+    for err in exc.errors:
+        loc = ".".join(str(p) for p in err.get("loc", []) if p not in ("body", "query", "form", "file"))
+        parts.append(f"{loc}: {err.get('msg')}" if loc else str(err.get("msg")))
+    return api.create_response(request, {"error": "; ".join(parts) or "invalid request"}, status=400)
+
+
+@api.exception_handler(HttpError)
+def http_error(request, exc: HttpError):
+    return api.create_response(request, {"error": str(exc)}, status=exc.status_code)
+
+
+@api.exception_handler(queries.QueryError)
+def query_error(request, exc: queries.QueryError):
+    return api.create_response(request, {"error": str(exc)}, status=400)
+
+
+@api.exception_handler(SearchUnavailable)
+def unavailable(request, exc: SearchUnavailable):
+    return api.create_response(request, {"error": str(exc)}, status=503)
+
+
+def hit_out(request, hit) -> dict:
+    item = hit.item
+    return {"id": item.pk, "sku": item.sku, "title": item.title, "category": item.category, "gender": item.gender,
+            "colour": item.colour, "score": round(hit.score, 4), "image_url": request.build_absolute_uri(item.image_url),
+            "url": request.build_absolute_uri(item.get_absolute_url())}
+
+
+def search_out(request, result, query: dict, started: float) -> dict:
+    body = {"results": [hit_out(request, h) for h in result.hits], "index_version": result.index_version,
+            "query": query}
+    timings = {k: round(v, 2) for k, v in result.timings_ms.items()}
+    timings["total"] = round((time.perf_counter() - started) * 1000.0, 2)
+    body["timings_ms"] = timings
+    return body
+
+
+@api.post("/search", response={200: SearchOut, 400: ErrorOut, 503: ErrorOut},
+          summary="Search by photo (and, as they land, sketch and text)")
+def search(request, photo: File[UploadedFile] = None, k: Form[int] = None, category: Form[str] = "",
+           gender: Form[str] = "", colour: Form[str] = ""):
+    started = time.perf_counter()
+    k = queries.clamp_k(k)
+    filters = Filters(category=category.strip(), gender=gender.strip(), colour=colour.strip())
+    query = queries.Query(photo=photo, k=k, filters=filters)
+    result = queries.run(query)
+    return search_out(request, result, query.describe(), started)
+
+
+@api.get("/items/{item_id}/similar", response={200: SearchOut, 404: ErrorOut, 503: ErrorOut},
+         summary="Items most similar to a catalog item")
+def similar(request, item_id: int, k: int = None, category: str = "", gender: str = "", colour: str = ""):
+    started = time.perf_counter()
+    item = get_object_or_404(Item, pk=item_id, hidden=False)
+    result = similar_items(item, queries.clamp_k(k), Filters(category, gender, colour))
+    return search_out(request, result, {"kind": "similar", "item": item.pk}, started)
+
+
+@api.get("/health", summary="Liveness probe for the API")
+def health(request):
+    return {"status": "ok", "debug": settings.DEBUG}

@@ -1,0 +1,72 @@
+"""Evaluate an external query CSV: ``query_image,kind,text,expected_category,category_level,expected_item_id``.
+
+Each row is run through the same query path as the API; P@5 is reported per
+kind and category level (a hit = the item's category at that level equals the
+expected one). Rows that cannot run are counted under ``errors`` with a reason.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from pathlib import Path
+
+from webapp.queries import Query, QueryError, run
+from webapp.services import Filters
+
+LEVELS = {"masterCategory": "master_category", "subCategory": "sub_category", "articleType": "category",
+          "": "category"}
+
+class _File:
+    """The shape of an uploaded file that ``webapp.queries`` reads."""
+
+    def __init__(self, data: bytes):
+        self._data = data
+        self.size = len(data)
+
+    def read(self, n: int = -1) -> bytes:
+        return self._data if n < 0 else self._data[:n]
+
+def evaluate_query_file(path: Path, k: int = 5) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(f"query file not found: {path}")
+    sums: dict[tuple[str, str], list[float]] = defaultdict(list)
+    errors: list[str] = []
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        for lineno, row in enumerate(csv.DictReader(fh), start=2):
+            kind = (row.get("kind") or "photo").strip()
+            level = (row.get("category_level") or "articleType").strip()
+            expected = (row.get("expected_category") or "").strip()
+            field = LEVELS.get(level)
+            if field is None or not expected:
+                errors.append(f"line {lineno}: needs expected_category and a known category_level")
+                continue
+            try:
+                upload = None
+                if row.get("query_image"):
+                    image_path = (path.parent / row["query_image"]).resolve()
+                    upload = _File(image_path.read_bytes())
+                query = Query(k=k, filters=Filters())
+                if kind == "photo":
+                    query.photo = upload
+                elif kind == "sketch":
+                    query.sketch = upload
+                elif kind == "text":
+                    query.text = row.get("text") or ""
+                else:
+                    raise QueryError(f"unknown kind {kind!r}")
+                result = run(query)
+            except (OSError, QueryError, AttributeError, RuntimeError) as exc:
+                errors.append(f"line {lineno}: {exc}")
+                continue
+            values = [getattr(h.item, field) for h in result.hits[:k]]
+            sums[(kind, level)].append(sum(v == expected for v in values) / k)
+    out: dict = defaultdict(dict)
+    for (kind, level), scores in sums.items():
+        out[kind][level] = {"p_at_5": sum(scores) / len(scores), "n": len(scores)}
+    out = dict(out)
+    if errors:
+        out["errors"] = errors[:50]
+        out["n_errors"] = len(errors)
+    return out
+

@@ -1,0 +1,121 @@
+"""Database models: catalog items, index versions with their Annoy-id mapping, and job progress."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.urls import reverse
+
+
+class Item(models.Model):
+    class Source(models.TextChoices):
+        CATALOG = "catalog", "catalog import"
+        UPLOAD = "upload", "staff upload"
+
+    sku = models.CharField("catalog id", max_length=64, unique=True)
+    title = models.CharField(max_length=500)
+    category = models.CharField("article type", max_length=100, db_index=True)
+    master_category = models.CharField(max_length=100, blank=True)
+    sub_category = models.CharField(max_length=100, blank=True)
+    gender = models.CharField(max_length=40, blank=True, db_index=True)
+    colour = models.CharField(max_length=60, blank=True, db_index=True)
+    season = models.CharField(max_length=40, blank=True)
+    usage = models.CharField(max_length=60, blank=True)
+    year = models.IntegerField(null=True, blank=True)
+    image_path = models.CharField(max_length=1000, help_text="absolute path of the image file on disk")
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.CATALOG)
+    hidden = models.BooleanField(default=False, help_text="hidden items never appear in search or browsing")
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.sku} · {self.title}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("item", args=[self.pk])
+
+    @property
+    def image_url(self) -> str:
+        return reverse("item-image", args=[self.pk])
+
+
+class IndexVersion(models.Model):
+    """One built Annoy index on disk. Exactly one row is active; switching is one transaction."""
+
+    class Status(models.TextChoices):
+        BUILDING = "building"
+        READY = "ready"
+        FAILED = "failed"
+        PRUNED = "pruned"
+
+    name = models.CharField(max_length=64, unique=True)
+    path = models.CharField(max_length=1000)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.BUILDING)
+    is_active = models.BooleanField(default=False, db_index=True)
+    encoder_version = models.CharField(max_length=64, blank=True)
+    metric = models.CharField(max_length=20, default="angular")
+    dim = models.IntegerField(default=0)
+    n_trees = models.IntegerField(default=0)
+    search_k = models.IntegerField(default=0)
+    count = models.IntegerField(default=0)
+    manifest = models.JSONField(default=dict, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    activated = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+        constraints = [
+            models.UniqueConstraint(fields=["is_active"], condition=models.Q(is_active=True), name="one_active_index")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.count} items{', active' if self.is_active else ''})"
+
+
+class IndexEntry(models.Model):
+    """Annoy id -> item, for one index version."""
+
+    version = models.ForeignKey(IndexVersion, on_delete=models.CASCADE, related_name="entries")
+    annoy_id = models.IntegerField()
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="index_entries")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["version", "annoy_id"], name="unique_annoy_id")]
+        indexes = [models.Index(fields=["version", "item"])]
+
+
+class Job(models.Model):
+    """Progress and outcome of long work (reindex, import), polled by the progress page."""
+
+    class Kind(models.TextChoices):
+        REINDEX = "reindex"
+        IMPORT = "import"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
+    stage = models.CharField(max_length=100, blank=True)
+    done = models.IntegerField(default=0)
+    total = models.IntegerField(default=0)
+    message = models.TextField(blank=True)
+    result = models.JSONField(default=dict, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    started = models.DateTimeField(null=True, blank=True)
+    finished = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.pk} {self.status}"
+
+    @property
+    def percent(self) -> int:
+        return int(100 * self.done / self.total) if self.total else (100 if self.status == self.Status.DONE else 0)

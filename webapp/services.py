@@ -1,0 +1,164 @@
+"""The web app's door to the search domain: models, the active index, and items for hits.
+
+Each process keeps one ModelSet and one loaded AnnoyStore per index version.
+The active version is read from the database on every query (one indexed
+row), so a reindex done elsewhere is picked up on the next query, no restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+from django.conf import settings
+
+from search.engine import Encoded, ModelSet
+from search.index import AnnoyStore, IndexFileError
+from webapp.models import IndexEntry, IndexVersion, Item
+
+log = logging.getLogger(__name__)
+_lock = threading.Lock()
+_models: ModelSet | None = None
+_stores: dict[int, tuple[AnnoyStore, np.ndarray]] = {}
+
+
+class SearchUnavailable(RuntimeError):
+    """No usable index (never built, or its files are gone); the message says what to run."""
+
+
+def models_dir():
+    return settings.ARTIFACTS_DIR / "models"
+
+
+def get_models() -> ModelSet:
+    global _models
+    with _lock:
+        if _models is None:
+            _models = ModelSet(models_dir(), device="cpu", threads=settings.TORCH_THREADS)
+        return _models
+
+
+def reset_caches() -> None:
+    """Forget loaded models and indexes (tests, after training)."""
+    global _models
+    with _lock:
+        _models = None
+        _stores.clear()
+
+
+def active_version() -> IndexVersion | None:
+    return IndexVersion.objects.filter(is_active=True).first()
+
+
+def load_store(version: IndexVersion) -> tuple[AnnoyStore, np.ndarray]:
+    """The memory-mapped index of ``version`` and its annoy id -> item pk array."""
+    with _lock:
+        cached = _stores.get(version.pk)
+    if cached is not None:
+        return cached
+    try:
+        store = AnnoyStore(version.path, search_k=version.search_k or None)
+    except IndexFileError as exc:
+        raise SearchUnavailable(f"index {version.name} cannot be used: {exc}. Run `python manage.py reindex`.") from exc
+    item_of = np.full(store.count, -1, dtype=np.int64)
+    for annoy_id, item_id in IndexEntry.objects.filter(version=version).values_list("annoy_id", "item_id").iterator(
+            chunk_size=10000):
+        item_of[annoy_id] = item_id
+    with _lock:
+        for pk in [pk for pk in _stores if pk != version.pk]:
+            del _stores[pk]  # older versions: let their mmaps go
+        _stores[version.pk] = (store, item_of)
+    return store, item_of
+
+
+def active_store() -> tuple[IndexVersion, AnnoyStore, np.ndarray]:
+    version = active_version()
+    if version is None:
+        raise SearchUnavailable("no search index yet: import a catalog and run `python manage.py reindex`")
+    store, item_of = load_store(version)
+    return version, store, item_of
+
+
+@dataclass
+class Filters:
+    category: str = ""
+    gender: str = ""
+    colour: str = ""
+
+    def queryset(self):
+        qs = Item.objects.filter(hidden=False)
+        if self.category:
+            qs = qs.filter(category=self.category)
+        if self.gender:
+            qs = qs.filter(gender=self.gender)
+        if self.colour:
+            qs = qs.filter(colour__iexact=self.colour)
+        return qs
+
+    def any(self) -> bool:
+        return bool(self.category or self.gender or self.colour)
+
+
+@dataclass
+class Hit:
+    item: Item
+    score: float
+
+
+@dataclass
+class SearchResult:
+    hits: list[Hit]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    index_version: str = ""
+
+
+def search_vector(encoded: Encoded, k: int, filters: Filters | None = None, exclude_item: int | None = None) -> SearchResult:
+    from search.engine import timed
+
+    filters = filters or Filters()
+    timings = dict(encoded.timings_ms)
+    version, store, item_of = active_store()
+    with timed(timings, "database"):
+        allowed = None
+        if filters.any():
+            allowed = np.isin(item_of, np.fromiter(filters.queryset().values_list("pk", flat=True), dtype=np.int64))
+    with timed(timings, "ann"):
+        raw = store.query(encoded.vector, k + 8, space=encoded.space, allowed=allowed)
+    with timed(timings, "database"):
+        pks = [int(item_of[i]) for i, _ in raw]
+        items = Item.objects.in_bulk([pk for pk in pks if pk >= 0])
+        hits = []
+        for (annoy_id, score), pk in zip(raw, pks):
+            item = items.get(pk)
+            if item is None or item.hidden or pk == exclude_item:
+                continue
+            hits.append(Hit(item, score))
+        if len(hits) < k and len(raw) >= k + 8:
+            # Many hidden items among the nearest: search again with an explicit mask.
+            visible = np.isin(item_of, np.fromiter(filters.queryset().values_list("pk", flat=True), dtype=np.int64))
+            if exclude_item is not None:
+                visible &= item_of != exclude_item
+            raw = store.query(encoded.vector, k, space=encoded.space, allowed=visible)
+            items = Item.objects.in_bulk([int(item_of[i]) for i, _ in raw])
+            hits = [Hit(items[int(item_of[i])], s) for i, s in raw if int(item_of[i]) in items]
+    return SearchResult(hits=hits[:k], timings_ms=timings, index_version=version.name)
+
+
+def similar_items(item: Item, k: int, filters: Filters | None = None) -> SearchResult:
+    """Nearest neighbours of a catalog item: its stored vector when indexed, else its image."""
+    version, store, item_of = active_store()
+    timings: dict[str, float] = {}
+    positions = np.flatnonzero(item_of == item.pk)
+    if len(positions):
+        vector = np.asarray(store.vectors("image")[positions[0]])
+    else:
+        from search.engine import timed
+        from search.images import image_bytes_to_array
+
+        with timed(timings, "decode"):
+            image = image_bytes_to_array(open(item.image_path, "rb").read())
+        encoded = get_models().encode_photo(image)
+        vector, timings = encoded.vector, {**timings, **encoded.timings_ms}
+    return search_vector(Encoded(vector, "image", timings), k, filters, exclude_item=item.pk)

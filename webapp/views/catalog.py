@@ -1,0 +1,65 @@
+"""Browsing the catalog, item pages with similar items, item images, job progress."""
+
+from django.contrib.admin.views.decorators import staff_member_required
+from django.core.paginator import Paginator
+from django.http import FileResponse, Http404, JsonResponse
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.cache import cache_control
+from django.views.decorators.http import require_GET
+
+from webapp.models import Item, Job
+from webapp.services import Filters, SearchUnavailable, similar_items
+from webapp.views.search import facets
+
+PAGE_SIZE = 48
+
+
+@require_GET
+def browse(request):
+    filters = Filters(category=request.GET.get("category", ""), gender=request.GET.get("gender", ""),
+                      colour=request.GET.get("colour", ""))
+    page = Paginator(filters.queryset().order_by("pk"), PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(request, "webapp/browse.html", {"page": page, "filters": filters, "querystring": query.urlencode(),
+                                                  **facets()})
+
+
+@require_GET
+def item_detail(request, pk: int):
+    item = get_object_or_404(Item, pk=pk, hidden=False)
+    context = {"item": item}
+    try:
+        context["result"] = similar_items(item, 12)
+    except SearchUnavailable as exc:
+        context["error"] = str(exc)
+    return render(request, "webapp/item.html", context)
+
+
+@require_GET
+@cache_control(max_age=3600)
+def item_image(request, pk: int):
+    item = get_object_or_404(Item, pk=pk)
+    if item.hidden and not request.user.is_staff:
+        raise Http404
+    try:
+        return FileResponse(open(item.image_path, "rb"), content_type="image/jpeg")
+    except OSError:
+        raise Http404("image file missing") from None
+
+
+def job_json(job: Job) -> dict:
+    return {"id": job.pk, "kind": job.kind, "status": job.status, "stage": job.stage, "done": job.done,
+            "total": job.total, "percent": job.percent, "message": job.message, "result": job.result}
+
+
+@staff_member_required
+@require_GET
+def job_status(request, pk: int):
+    return JsonResponse(job_json(get_object_or_404(Job, pk=pk)))
+
+
+@staff_member_required
+@require_GET
+def job_page(request, pk: int):
+    return render(request, "webapp/job.html", {"job": get_object_or_404(Job, pk=pk)})

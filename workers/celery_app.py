@@ -1,0 +1,27 @@
+"""The Celery app, configured from Django settings (``CELERY_`` namespace).
+
+Embedded default: a filesystem broker and file result backend under VAR_DIR,
+so ``make demo`` runs a real worker process with no server. ``REDIS_URL``
+switches broker and results to Redis.
+"""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
+
+app = Celery("sketchsearch")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+
+
+@app.on_after_configure.connect
+def _make_broker_dirs(sender, **kwargs):
+    from django.conf import settings
+
+    if not settings.REDIS_URL:
+        for name in ("queue", "processed", "results"):
+            (settings.CELERY_BROKER_DIR / name).mkdir(parents=True, exist_ok=True)
+
+
+app.autodiscover_tasks(["workers"])
