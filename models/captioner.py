@@ -40,7 +40,7 @@ class CaptionerConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "CaptionerConfig":
+    def from_dict(cls, d: dict) -> CaptionerConfig:
         d = dict(d)
         d["widths"] = tuple(d["widths"])
         return cls(**d)
@@ -83,7 +83,7 @@ class Captioner(nn.Module):
         """Image vectors (N, h), input tokens (N, T) -> logits (N, T, V) and the new LSTM state."""
         with torch.autocast(tokens.device.type, enabled=False):  # the LSTM stays in float32 under bf16 autocast
             inp = torch.cat([self.embed(tokens).float(), v.float().unsqueeze(1).expand(-1, tokens.shape[1], -1)], 2)
-            states, state = self.lstm(self.dropout(inp), state)
+            states, state = self.lstm(self.dropout(inp), (state[0].float(), state[1].float()))
             return self.out(self.dropout(states)), state
 
     def forward(self, x: torch.Tensor, tokens_in: torch.Tensor) -> torch.Tensor:
@@ -149,9 +149,9 @@ def _decode(model: Captioner, x: torch.Tensor, beam_size: int) -> list[list[int]
 
 
 @torch.no_grad()
-def generate_captions(model: Captioner, images: np.ndarray, *, beam_size: int = 1,
+def generate_captions(model: Captioner, images: np.ndarray, *, beam_size: int = 3,
                       batch_size: int = 256) -> list[str]:
-    """uint8 images (N, 80, 60, 3) -> one draft title each (greedy, or beam search with ``beam_size`` > 1)."""
+    """uint8 images (N, 80, 60, 3) -> one draft title each (beam search; ``beam_size=1`` is greedy)."""
     model.eval()
     dev = _device_of(model)
     images = np.asarray(images)

@@ -52,7 +52,7 @@ class ClassifierConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ClassifierConfig":
+    def from_dict(cls, d: dict) -> ClassifierConfig:
         d = dict(d)
         d["widths"] = tuple(d["widths"])
         return cls(**d)

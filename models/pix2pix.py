@@ -54,7 +54,7 @@ class Pix2PixConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Pix2PixConfig":
+    def from_dict(cls, d: dict) -> Pix2PixConfig:
         return cls(**d)
 
 

@@ -52,6 +52,7 @@ class Tokenizer:
         self.n_buckets = n_buckets
         self.max_ngrams = max_ngrams
         self.max_chars = max_chars
+        self._ngram_cache: dict[str, list[int]] = {}
 
     @classmethod
     def build(cls, titles: Iterable[str], *, min_count: int = 2, max_vocab: int = 30000, **kwargs) -> "Tokenizer":
@@ -68,25 +69,29 @@ class Tokenizer:
 
     def ngram_ids(self, word: str) -> list[int]:
         """Bucket ids (1..n_buckets; 0 is padding) of the word's character trigrams with boundary marks."""
-        w = f"<{word[:30]}>"
-        grams = [w[i : i + 3] for i in range(max(1, len(w) - 2))][: self.max_ngrams]
-        return [1 + zlib.crc32(g.encode("utf-8")) % self.n_buckets for g in grams]
+        cached = self._ngram_cache.get(word)
+        if cached is None:
+            w = f"<{word[:30]}>"
+            grams = [w[i : i + 3] for i in range(max(1, len(w) - 2))][: self.max_ngrams]
+            cached = [1 + zlib.crc32(g.encode("utf-8")) % self.n_buckets for g in grams]
+            cached += [0] * (self.max_ngrams - len(cached))
+            if len(self._ngram_cache) < 100_000:
+                self._ngram_cache[word] = cached
+        return cached
 
     def encode(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Texts -> word ids (B, L), trigram ids (B, L, G) and lengths (B,); empty text gives one <unk>."""
-        tokenised = [self.words(t) or [UNK] for t in texts]
-        length = max((len(w) for w in tokenised), default=1)
-        ids = torch.zeros(len(texts), length, dtype=torch.long)
-        grams = torch.zeros(len(texts), length, self.max_ngrams, dtype=torch.long)
-        lengths = torch.tensor([len(w) for w in tokenised], dtype=torch.long)
-        unk = self.index[UNK]
-        for i, words in enumerate(tokenised):
-            for j, word in enumerate(words):
-                ids[i, j] = self.index.get(word, unk)
-                if word != UNK:
-                    g = self.ngram_ids(word)
-                    grams[i, j, : len(g)] = torch.tensor(g)
-        return ids, grams, lengths
+        tokenised = [self.words(t) for t in texts]
+        length = max((len(w) for w in tokenised), default=0) or 1
+        unk, no_grams = self.index[UNK], [0] * self.max_ngrams
+        ids = [[self.index.get(w, unk) for w in words] + [0] * (length - len(words)) if words
+               else [unk] + [0] * (length - 1) for words in tokenised]
+        grams = [[self.ngram_ids(w) for w in words] + [no_grams] * (length - len(words)) if words
+                 else [no_grams] * length for words in tokenised]
+        lengths = [max(1, len(words)) for words in tokenised]
+        return (torch.tensor(ids, dtype=torch.long).view(len(texts), length),
+                torch.tensor(grams, dtype=torch.long).view(len(texts), length, self.max_ngrams),
+                torch.tensor(lengths, dtype=torch.long))
 
     def to_dict(self) -> dict:
         return {"vocab": list(self.vocab), "max_len": self.max_len, "n_buckets": self.n_buckets,
@@ -146,31 +151,38 @@ class TextEncoder(nn.Module):
         return F.normalize(self.project(self.dropout(torch.cat([mean, top], dim=1))), dim=1)
 
 
-COLOUR_LEVELS = 4  # per RGB channel -> 64 colour bins
+COLOUR_LEVELS = 6  # per RGB channel -> 216 colour bins: enough to tell navy from black, olive from green
 
 
 def colour_histogram(images: torch.Tensor, levels: int = COLOUR_LEVELS, white: float = 0.92) -> torch.Tensor:
-    """Square-rooted RGB histogram of the non-white pixels of (N, 3, H, W) images in [-1, 1], plus the
-    fraction of non-white pixels: (N, levels**3 + 1)."""
+    """Colours of the non-white pixels of (N, 3, H, W) images in [-1, 1]: the square-rooted RGB
+    histogram, the fraction of non-white pixels and the mean colour of each quarter,
+    (N, levels**3 + 1 + 12)."""
     x = F.avg_pool2d((images.float() + 1.0) / 2.0, 2).clamp(0.0, 1.0)  # coarse is enough for colour
-    fg = (x.amin(1) < white).float().flatten(1)  # (N, P)
+    fg = (x.amin(1, keepdim=True) < white).float()  # (N, 1, h, w)
     q = (x * levels).long().clamp_(max=levels - 1)
     idx = ((q[:, 0] * levels + q[:, 1]) * levels + q[:, 2]).flatten(1)
-    hist = torch.zeros(x.shape[0], levels**3, device=x.device).scatter_add_(1, idx, fg)
-    n_fg = fg.sum(1, keepdim=True)
-    return torch.cat([(hist / n_fg.clamp_min(1.0)).sqrt(), n_fg / fg.shape[1]], dim=1)
+    hist = torch.zeros(x.shape[0], levels**3, device=x.device).scatter_add_(1, idx, fg.flatten(1))
+    n_fg = hist.sum(1, keepdim=True)
+    quarter_colour = F.adaptive_avg_pool2d(x * fg, (2, 2)) / F.adaptive_avg_pool2d(fg, (2, 2)).clamp_min(1e-3)
+    return torch.cat([(hist / n_fg.clamp_min(1.0)).sqrt(), n_fg / idx.shape[1], quarter_colour.flatten(1)], dim=1)
 
 
-def frozen_descriptor(feature_map: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-    """The fixed input of ``ImageHead``: mean, max and 2x2-grid pooling of the Image2Vec feature map
-    (N, C, h, w) and the colour histogram of the images: (N, 6C + 65)."""
-    fmap = feature_map.float()
-    grid = F.adaptive_avg_pool2d(fmap, (2, 2)).flatten(1)
-    return torch.cat([fmap.mean((2, 3)), fmap.amax((2, 3)), grid, colour_histogram(images)], dim=1)
+def frozen_descriptor(feature_maps: Sequence[torch.Tensor], images: torch.Tensor) -> torch.Tensor:
+    """The fixed input of ``ImageHead`` from the last two Image2Vec feature maps (N, C, h, w) and the
+    photos: mean and max pooling of both, a 2x2 grid of the last, and the colours of the photo."""
+    parts = []
+    for i, fmap in enumerate(feature_maps):
+        fmap = fmap.float()
+        parts += [fmap.mean((2, 3)), fmap.amax((2, 3))]
+        if i == len(feature_maps) - 1:
+            parts.append(F.adaptive_avg_pool2d(fmap, (2, 2)).flatten(1))
+    return torch.cat(parts + [colour_histogram(images)], dim=1)
 
 
-def descriptor_dim(channels: int, levels: int = COLOUR_LEVELS) -> int:
-    return 6 * channels + levels**3 + 1
+def descriptor_dim(channels: Sequence[int], levels: int = COLOUR_LEVELS) -> int:
+    """Width of ``frozen_descriptor`` for feature maps of these channel counts."""
+    return 2 * sum(channels) + 4 * channels[-1] + levels**3 + 13
 
 
 @dataclass

@@ -56,7 +56,8 @@ PROFILES = {
 
 
 def catalog_targets(rows, label_names: dict[str, list[str]] | None = None,
-                    heads: tuple[str, ...] = (MAIN_HEAD, *EXTRA_HEADS)) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
+                    heads: tuple[str, ...] = (MAIN_HEAD, *EXTRA_HEADS),
+                    ) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
     """Targets from catalog rows (anything with ``.category``, ``.sub_category``, ``.gender``, ``.colour``).
 
     Without ``label_names`` the class names are the sorted non-empty values of
@@ -100,8 +101,8 @@ def train_classifier(train_images: np.ndarray, train_titles: list[str], train_ta
 
     steps_per_epoch = max(1, n_train // prof.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=prof.lr, weight_decay=prof.weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=prof.lr, total_steps=prof.epochs * steps_per_epoch,
-                                                    pct_start=0.15)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=prof.lr,
+                                                    total_steps=prof.epochs * steps_per_epoch, pct_start=0.15)
     signature = {"profile": asdict(prof), "config": config.to_dict(), "n_train": n_train}
     checkpointer = EpochCheckpointer(out_path)
     history: list[dict] = []
@@ -114,7 +115,8 @@ def train_classifier(train_images: np.ndarray, train_titles: list[str], train_ta
         start_epoch, history = state["epoch"], state["history"]
     timer = Timer(already=history[-1]["seconds"] if history else 0.0)
     gen = torch.Generator().manual_seed(prof.seed + start_epoch)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else torch.autocast("cpu", enabled=False)
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda"
+                else torch.autocast("cpu", enabled=False))
     weights = {h: (1.0 if h == MAIN_HEAD else prof.extra_weight) for h in heads}
     kind = "fused" if use_text else "image-only"
 

@@ -42,7 +42,7 @@ PROFILES = {
     # The profile the quality targets are measured on (GPU: minutes; 2 CPU cores: hours).
     "full": EncoderProfile("full", epochs=40, batch_size=256, lr=4e-3, widths=(32, 64, 128, 256)),
     # For tests: a few seconds.
-    "tiny": EncoderProfile("tiny", epochs=2, batch_size=32, widths=(8, 16, 16, 32), embed_dim=32, lr=5e-3),
+    "tiny": EncoderProfile("tiny", epochs=6, batch_size=8, widths=(8, 16, 16, 32), embed_dim=32, lr=5e-3),
 }
 
 
@@ -72,7 +72,7 @@ def embed_array(model: ImageEncoder, images: np.ndarray | torch.Tensor, device: 
     model.eval()
     out = []
     for start in range(0, len(images), batch_size):
-        chunk = torch.as_tensor(np.asarray(images[start : start + batch_size]))
+        chunk = torch.as_tensor(np.array(images[start : start + batch_size]))
         if grayscale:
             chunk = chunk.unsqueeze(-1).expand(-1, -1, -1, 3)
         out.append(model.embed(to_float_images(chunk.to(device))).float().cpu())
@@ -102,8 +102,14 @@ def precision_at_k(query_vecs: np.ndarray, query_labels: np.ndarray, gallery_vec
 def train_encoder(train_images: np.ndarray, train_labels: np.ndarray, val_images: np.ndarray,
                   val_labels: np.ndarray, class_names: list[str], out_path, *, profile: str | EncoderProfile = "quick",
                   device: str | None = None, train_sketches: np.ndarray | None = None,
-                  val_sketches: np.ndarray | None = None, resume: bool = True, show_progress: bool = True) -> dict:
-    """Train, evaluate on the validation split each epoch, write the checkpoint; returns it."""
+                  val_sketches: np.ndarray | None = None, gallery: tuple[np.ndarray, np.ndarray] | None = None,
+                  resume: bool = True, show_progress: bool = True) -> dict:
+    """Train, evaluate on the validation split each epoch, write the checkpoint; returns it.
+
+    ``gallery`` (the other splits' images and labels) adds, after the last epoch,
+    ``val_catalog_*`` figures: validation queries searched against the whole
+    catalog, as the deployed index does.
+    """
     prof = PROFILES[profile] if isinstance(profile, str) else profile
     dev = pick_device(device)
     seed_everything(prof.seed)
@@ -175,7 +181,11 @@ def train_encoder(train_images: np.ndarray, train_labels: np.ndarray, val_images
         checkpointer.save(signature, model=model.state_dict(), optimizer=optimizer.state_dict(),
                           scheduler=scheduler.state_dict(), epoch=epoch + 1, history=history)
 
-    final = history[-1] if history else {}
+    final = dict(history[-1]) if history else {}
+    if gallery is not None:
+        final.update(catalog_metrics(model, val_images, val_labels, gallery, dev, val_sketches))
+        if show_progress:
+            tqdm.write("catalog gallery: " + " ".join(f"{k} {v:.3f}" for k, v in final.items() if "catalog" in k))
     payload = save_checkpoint(
         out_path, kind="encoder", config=config.to_dict(), model=model.cpu(),
         metrics={k: v for k, v in final.items() if k.startswith("val_")},
@@ -200,6 +210,21 @@ def evaluate_encoder(model: ImageEncoder, images: np.ndarray, labels: np.ndarray
         svecs = embed_array(model, sketches, device, grayscale=True)
         metrics["val_sketch_p_at_5"] = precision_at_k(svecs, labels, vecs, labels, k=5)
     return metrics
+
+
+def catalog_metrics(model: ImageEncoder, val_images: np.ndarray, val_labels: np.ndarray,
+                    gallery: tuple[np.ndarray, np.ndarray], device: torch.device,
+                    val_sketches: np.ndarray | None = None) -> dict[str, float]:
+    """Val queries (photo, and sketch when given) against val + gallery items, the query item excluded."""
+    labels = np.asarray(val_labels, dtype=np.int64)
+    qv = embed_array(model, val_images, device)
+    gv = np.concatenate([qv, embed_array(model, gallery[0], device)])
+    gl = np.concatenate([labels, np.asarray(gallery[1], dtype=np.int64)])
+    out = {f"val_catalog_p_at_{k}": precision_at_k(qv, labels, gv, gl, k=k) for k in (5, 10)}
+    if val_sketches is not None:
+        sv = embed_array(model, val_sketches, device, grayscale=True)
+        out["val_catalog_sketch_p_at_5"] = precision_at_k(sv, labels, gv, gl, k=5)
+    return out
 
 
 def load_encoder(payload: dict, device: str | torch.device = "cpu") -> ImageEncoder:

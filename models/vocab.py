@@ -34,7 +34,7 @@ class Vocab:
 
     @classmethod
     def build(cls, texts: Iterable[str], mode: str = "words", min_count: int = 2,
-              max_size: int | None = None) -> "Vocab":
+              max_size: int | None = None) -> Vocab:
         counts = Counter(tok for text in texts for tok in split_text(text, mode))
         common = [w for w, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if c >= min_count]
         if max_size is not None:
@@ -48,7 +48,7 @@ class Vocab:
         return {"words": self.words, "mode": self.mode}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Vocab":
+    def from_dict(cls, d: dict) -> Vocab:
         return cls(d["words"], d["mode"])
 
     def encode(self, text: str | None, max_len: int, *, bos: bool = False, eos: bool = False) -> list[int]:

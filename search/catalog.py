@@ -155,13 +155,16 @@ def _read_kaggle(root: Path, lines: list[str]) -> CatalogRead:
 def _read_generic(root: Path, text: str, header: list[str]) -> CatalogRead:
     result = CatalogRead(root=root, layout="generic")
     seen: set[str] = set()
-    reader = csv.DictReader(io.StringIO(text))
-    reader.fieldnames = header
-    for lineno, rec in enumerate(reader, start=2):
-        if None in rec:  # more cells than columns
+    reader = csv.reader(io.StringIO(text))
+    next(reader, None)  # header
+    for lineno, cells in enumerate(reader, start=2):
+        if not cells or all(not c.strip() for c in cells):
+            continue
+        if len(cells) > len(header):
             result.problems.append((lineno, f"more fields than the {len(header)} columns"))
             continue
-        rec = {k: (v or "").strip() for k, v in rec.items()}
+        rec = {k: (v or "").strip() for k, v in zip(header, cells)}
+        rec.update({k: "" for k in header[len(cells):]})
         problem = _check_common(rec["id"], rec["title"], rec["category"], seen)
         if problem:
             result.problems.append((lineno, problem))

@@ -18,6 +18,7 @@ import numpy as np
 
 MODEL_FILES = {
     "encoder": "encoder.pt",
+    "sketch2image": "sketch2image.pt",
 }
 
 

@@ -96,12 +96,25 @@ def _fill(mask: np.ndarray, min_area: float) -> np.ndarray:
 
 
 def _foreground(images: np.ndarray) -> np.ndarray:
-    """Rough foreground masks (N, 80, 60) bool: colour distance from each photo's border colour."""
+    """Rough foreground masks (N, 80, 60) bool: colour distance from each photo's background.
+
+    The background of a row runs linearly from its left to its right border
+    pixel (studio shots are often vignetted grey), except where a border pixel
+    is far from the photo's median border colour (the product touches it).
+    """
     border = np.concatenate([images[:, 0], images[:, -1], images[:, :, 0], images[:, :, -1]], axis=1)
     k = border.shape[1] // 2
-    bg = np.partition(border, k, axis=1)[:, k].astype(np.int16)  # per-channel median, (N, 3)
-    diff = np.abs(images.astype(np.int16) - bg[:, None, None, :]).max(axis=3)
-    return diff > FOREGROUND_DIFF
+    median = np.partition(border, k, axis=1)[:, k].astype(np.float32)[:, None, :]  # (N, 1, 3)
+    sides = []
+    for side in (images[:, :, 0], images[:, :, -1]):  # (N, 80, 3)
+        side = side.astype(np.float32)
+        off = np.abs(side - median).max(axis=2, keepdims=True) > 40
+        sides.append(np.where(off, median, side))
+    ramp = np.linspace(0.0, 1.0, IMAGE_W, dtype=np.float32)[None, None, :, None]
+    bg = sides[0][:, :, None, :] * (1.0 - ramp) + sides[1][:, :, None, :] * ramp
+    # Darker than the background in some channel, or much brighter: a vignette's lighter centre is not product.
+    diff = images.astype(np.float32) - bg
+    return ((-diff).max(axis=3) > FOREGROUND_DIFF) | (diff.max(axis=3) > 3 * FOREGROUND_DIFF)
 
 
 def _skin(images: np.ndarray) -> np.ndarray:
@@ -267,11 +280,16 @@ def normalise_sketch(img: Image.Image) -> np.ndarray:
     ys, xs = np.nonzero(mask)
     if len(ys) < 10:
         raise SketchInputError("the sketch is empty: draw something first")
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    h, w = y1 - y0, x1 - x0
-    stroke = 2.0 * float(cv2.distanceTransform(np.pad(mask, 1).astype(np.uint8), cv2.DIST_L2, 3).max())
-    if max(h, w) < max(8.0, 2.5 * stroke):
+    # Mean stroke width: a stroke of width w and length L has area wL and perimeter about 2L.
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+    stroke = 2.0 * len(ys) / max(1.0, sum(cv2.arcLength(c, True) for c in contours))
+    if max(ys.max() - ys.min(), xs.max() - xs.min()) + 1 < max(8.0, 2.5 * stroke):
         raise SketchInputError("the sketch is too small: draw the outline of a product, not a dot")
+    # The box of the strokes' centre lines (what is redrawn), not of their ink: thick and thin frame alike.
+    inset = min(stroke / 2.0, (ys.max() - ys.min()) / 2.0, (xs.max() - xs.min()) / 2.0)
+    y0, y1 = ys.min() + inset, ys.max() + 1 - inset
+    x0, x1 = xs.min() + inset, xs.max() + 1 - inset
+    h, w = y1 - y0, x1 - x0
 
     # Frame: the strokes' box plus a margin, padded to 60:80 and centred.
     frame_h = max(h, w * IMAGE_H / IMAGE_W) / (1.0 - 2.0 * USER_MARGIN)

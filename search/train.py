@@ -10,14 +10,20 @@ model is one checkpoint file under ``<artifacts>/models/``; a run resumes from
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+
+import numpy as np
 
 from search.dataset import Dataset, load_dataset
 from search.engine import MODEL_FILES
 
-ROLES = ["encoder"]
+ROLES = ["encoder", "sketch2image"]
 
 
 def load_for_training(catalog_dir: Path, artifacts_dir: Path, limit: int | None = None) -> Dataset:
@@ -35,15 +41,69 @@ def load_for_training(catalog_dir: Path, artifacts_dir: Path, limit: int | None 
         bar.close()
 
 
+def resolve_profile(profiles: dict, name: str, overrides: dict | None = None):
+    """A named profile, with fields overridden (experiments: ``--override '{"epochs": 60}'``)."""
+    if name not in profiles:
+        raise ValueError(f"unknown profile {name!r}; choose from {', '.join(profiles)}")
+    prof = profiles[name]
+    if overrides:
+        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+        prof = dataclasses.replace(prof, **fields)
+    return prof
+
+
+def _sketch_chunk(args) -> np.ndarray:
+    from search.sketches import photo_to_sketch
+
+    images, seed = args
+    return photo_to_sketch(images, seed=seed)
+
+
+def sketches_of(images: np.ndarray, seed: int) -> np.ndarray:
+    """Edge-map sketches of many photos, spread over the CPU cores (deterministic for a seed)."""
+    chunks = [(np.asarray(images[i : i + 2000]), seed * 100003 + i) for i in range(0, len(images), 2000)]
+    workers = min(len(chunks), os.cpu_count() or 1)
+    if workers <= 1:
+        return np.concatenate([_sketch_chunk(c) for c in chunks]) if chunks else np.zeros((0, 80, 60), np.uint8)
+    with ProcessPoolExecutor(workers) as pool:
+        return np.concatenate(list(pool.map(_sketch_chunk, chunks)))
+
+
+def training_sketches(data: Dataset, variants: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Sketches of the train photos (``variants`` drawing styles, stacked when > 1) and of the val photos."""
+    train = [sketches_of(data.train.images, seed=1 + v) for v in range(variants)]
+    return (train[0] if variants == 1 else np.stack(train)), sketches_of(data.val.images, seed=99)
+
+
 def train_role(role: str, data: Dataset, artifacts_dir: Path, *, profile: str, device: str | None,
-               resume: bool = True) -> dict:
+               resume: bool = True, overrides: dict | None = None) -> dict:
     models_dir = artifacts_dir / "models"
     out = models_dir / MODEL_FILES[role]
     if role == "encoder":
-        from models.train_encoder import train_encoder
+        from models.train_encoder import PROFILES, train_encoder
 
+        prof = resolve_profile(PROFILES, profile, overrides)
+        train_sketches, val_sketches = training_sketches(data) if prof.sketch_fraction > 0 else (None, None)
+        gallery = None
+        if prof.name == "full":  # model selection on the deployment's view: val queries against the whole catalog
+            gallery = (np.concatenate([data.train.images, data.test.images]),
+                       np.concatenate([data.train.labels, data.test.labels]))
         return train_encoder(data.train.images, data.train.labels, data.val.images, data.val.labels,
-                             data.class_names, out, profile=profile, device=device, resume=resume)
+                             data.class_names, out, profile=prof, device=device, resume=resume,
+                             train_sketches=train_sketches, val_sketches=val_sketches, gallery=gallery)
+    if role == "sketch2image":
+        from models.train_sketch2image import PROFILES, train_sketch2image
+
+        prof = resolve_profile(PROFILES, profile, overrides)
+        n = len(data.train.images) if prof.max_train_items is None else min(prof.max_train_items, len(data.train.images))
+        subset = np.sort(np.random.default_rng(prof.seed).permutation(len(data.train.images))[:n])
+        photos = data.train.images[subset]
+        variants = np.stack([sketches_of(photos, seed=10 + v) for v in range(3)])
+        n_val = len(data.val.images) if prof.max_val_items is None else min(prof.max_val_items, len(data.val.images))
+        val_photos = data.val.images[:n_val]
+        prof = dataclasses.replace(prof, max_train_items=None)  # already cut to the subset above
+        return train_sketch2image(photos, variants, val_photos, sketches_of(val_photos, seed=99), out,
+                                  profile=prof, device=device, resume=resume)
     raise ValueError(f"unknown model {role!r}; choose from {', '.join(ROLES)}")
 
 
@@ -55,12 +115,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="quick")
     parser.add_argument("--device", default=None)
     parser.add_argument("--limit", type=int, default=None, help="use only the first N catalog rows")
+    parser.add_argument("--override", type=json.loads, default=None, help="JSON of profile fields to change")
     args = parser.parse_args(argv)
     roles = ROLES if "all" in args.roles else args.roles
     data = load_for_training(args.catalog, args.artifacts, args.limit)
     for role in roles:
         start = time.perf_counter()
-        payload = train_role(role, data, args.artifacts, profile=args.profile, device=args.device)
+        payload = train_role(role, data, args.artifacts, profile=args.profile, device=args.device,
+                             overrides=args.override)
         print(f"{role}: {payload['version']} in {time.perf_counter() - start:.0f}s, metrics {payload['metrics']}")
     return 0
 

@@ -10,6 +10,7 @@ from ninja import File, Form, NinjaAPI, Schema
 from ninja.errors import HttpError, ValidationError
 from ninja.files import UploadedFile
 
+from search.engine import ModelMissingError
 from webapp import queries
 from webapp.models import Item
 from webapp.services import Filters, SearchUnavailable, similar_items
@@ -61,7 +62,8 @@ def query_error(request, exc: queries.QueryError):
 
 
 @api.exception_handler(SearchUnavailable)
-def unavailable(request, exc: SearchUnavailable):
+@api.exception_handler(ModelMissingError)
+def unavailable(request, exc: Exception):
     return api.create_response(request, {"error": str(exc)}, status=503)
 
 

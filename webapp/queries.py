@@ -8,7 +8,7 @@ from django.conf import settings
 
 from search.engine import timed
 from search.images import ImageInputError, image_bytes_to_array
-from webapp.services import Filters, SearchResult, get_models, search_vector
+from webapp.services import Filters, SearchResult, active_store, get_models, search_vector
 
 
 class QueryError(ValueError):
@@ -56,6 +56,7 @@ class Query:
 def run(query: Query) -> SearchResult:
     if query.photo is None:
         raise QueryError("send a photo to search with")
+    active_store()  # fail fast (503) before decoding and encoding when there is no index
     timings: dict[str, float] = {}
     with timed(timings, "decode"):
         image = decode_upload(query.photo, "photo")

@@ -8,8 +8,15 @@ import torch
 
 import models.train_classifier as tc
 from models.checkpoint import load_checkpoint
-from models.classifier import (MAIN_HEAD, cam_overlay, class_activation_map, image_features, jet_colormap,
-                               load_classifier, predict)
+from models.classifier import (
+    MAIN_HEAD,
+    cam_overlay,
+    class_activation_map,
+    image_features,
+    jet_colormap,
+    load_classifier,
+    predict,
+)
 from models.training import to_float_images
 from models.vocab import Vocab
 
@@ -34,8 +41,8 @@ def make_items(n: int, seed: int):
 
 @pytest.fixture(scope="module")
 def data():
-    train_images, train_titles, train_rows = make_items(96, 0)
-    val_images, val_titles, val_rows = make_items(24, 1)
+    train_images, train_titles, train_rows = make_items(48, 0)
+    val_images, val_titles, val_rows = make_items(12, 1)
     train_targets, names = tc.catalog_targets(train_rows)
     val_targets, _ = tc.catalog_targets(val_rows, names)
     return train_images, train_titles, train_targets, val_images, val_titles, val_targets, names
@@ -71,7 +78,7 @@ def test_predict_shapes_and_probabilities(fused, data):
         for head, p in probs.items():
             assert p.shape == (len(images), len(names[head]))
             np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-5)
-    np.testing.assert_allclose(predict(model, images, None)[MAIN_HEAD], predict(model, images, [""] * 24)[MAIN_HEAD],
+    np.testing.assert_allclose(predict(model, images, None)[MAIN_HEAD], predict(model, images, [""] * 12)[MAIN_HEAD],
                                atol=1e-6)
     with pytest.raises(ValueError):
         predict(model, images, titles[:3])
@@ -91,7 +98,7 @@ def test_image_only_twin_ignores_titles(data, tmp_path):
     model = load_classifier(payload)
     with_titles = predict(model, data[3], data[4])[MAIN_HEAD]
     np.testing.assert_allclose(with_titles, predict(model, data[3], None)[MAIN_HEAD], atol=1e-6)
-    assert image_features(model, data[3]).shape == (24, model.image_dim)
+    assert image_features(model, data[3]).shape == (12, model.image_dim)
 
 
 def test_resume_from_partial(data, tmp_path, monkeypatch):

@@ -3,6 +3,7 @@
 from django.shortcuts import render
 from django.views.decorators.http import require_http_methods
 
+from search.engine import ModelMissingError
 from webapp.models import IndexVersion, Item
 from webapp.queries import Query, QueryError, clamp_k, run
 from webapp.services import Filters, SearchUnavailable
@@ -28,7 +29,7 @@ def home(request):
         try:
             query = Query(photo=request.FILES.get("photo"), k=clamp_k(None), filters=filters)
             context["result"] = run(query)
-        except (QueryError, SearchUnavailable) as exc:
+        except (QueryError, SearchUnavailable, ModelMissingError) as exc:
             context["error"] = str(exc)
         status = 400 if "error" in context else 200
         return render(request, "webapp/home.html", context, status=status)

@@ -1,0 +1,111 @@
+"""pix2pix networks, the sketch -> image training loop, its checkpoint and resume."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+import models.train_sketch2image as s2i
+from models.checkpoint import load_checkpoint
+from models.pix2pix import GANLoss, PatchDiscriminator, Pix2PixConfig, UnetGenerator
+from models.train_sketch2image import PROFILES, generate, load_generator, train_sketch2image
+
+SMALL = Pix2PixConfig(ngf=8, ndf=8)
+
+
+def pairs(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Photos of coloured boxes on white and their outline sketches."""
+    rng = np.random.default_rng(seed)
+    photos = np.full((n, 80, 60, 3), 255, np.uint8)
+    sketches = np.full((n, 80, 60), 255, np.uint8)
+    for i in range(n):
+        y0, x0 = rng.integers(5, 30), rng.integers(5, 25)
+        y1, x1 = rng.integers(50, 75), rng.integers(35, 55)
+        photos[i, y0:y1, x0:x1] = rng.integers(0, 220, 3)
+        sketches[i, [y0, y1 - 1], x0:x1] = 0
+        sketches[i, y0:y1, [x0, x1 - 1]] = 0
+    return photos, sketches
+
+
+def test_generator_maps_80x60_sketches_to_images_in_range():
+    torch.manual_seed(0)
+    g = UnetGenerator(SMALL).eval()
+    x = torch.rand(2, 1, 80, 60) * 2 - 1
+    y = g(x)
+    assert y.shape == (2, 3, 80, 60)
+    assert y.min() >= -1 and y.max() <= 1
+    torch.testing.assert_close(g(x), y)  # no dropout at inference: same sketch, same image
+
+
+def test_generator_uses_dropout_only_while_training():
+    torch.manual_seed(0)
+    g = UnetGenerator(SMALL).train()
+    x = torch.rand(1, 1, 80, 60) * 2 - 1
+    assert not torch.equal(g(x), g(x))
+
+
+def test_patch_discriminator_scores_patches_of_the_pair():
+    d = PatchDiscriminator(SMALL)
+    scores = d(torch.zeros(3, 1, 80, 60), torch.zeros(3, 3, 80, 60))
+    assert scores.shape[:2] == (3, 1) and scores.shape[2] > 4 and scores.shape[3] > 4
+
+
+def test_gan_losses():
+    scores = torch.tensor([[0.0, 1.0]])
+    assert GANLoss("lsgan")(scores, True).item() == pytest.approx(0.5)
+    assert GANLoss("lsgan")(scores, False).item() == pytest.approx(0.5)
+    assert GANLoss("vanilla")(torch.zeros(4), True).item() == pytest.approx(np.log(2))
+    with pytest.raises(ValueError):
+        GANLoss("wgan")
+
+
+def test_config_round_trips():
+    cfg = Pix2PixConfig(ngf=16, dropout=0.0)
+    assert Pix2PixConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_tiny_training_writes_a_checkpoint_that_reloads(tmp_path):
+    photos, sketches = pairs(40)
+    variants = np.stack([sketches, 255 - (255 - sketches) // 2])  # two drawings of each item
+    out = tmp_path / "s2i.pt"
+    payload = train_sketch2image(photos[:32], variants[:, :32], photos[32:], sketches[32:], out, profile="tiny",
+                                 device="cpu", show_progress=False)
+    assert payload["kind"] == "sketch2image" and np.isfinite(payload["metrics"]["val_l1"])
+    assert [h["epoch"] for h in payload["train"]["history"]] == [1, 2]
+    assert (tmp_path / "s2i-samples" / "epoch-001.png").is_file()
+    assert (tmp_path / "s2i-samples" / "epoch-002.png").is_file()
+    assert (tmp_path / "s2i-losses.png").is_file()
+    assert not (tmp_path / "s2i.pt.partial").exists()
+
+    loaded = load_checkpoint(out, kind="sketch2image")
+    assert loaded["version"] == payload["version"]
+    images = generate(load_generator(loaded), sketches[32:])
+    assert images.shape == (8, 80, 60, 3) and images.dtype == np.uint8
+    np.testing.assert_array_equal(images, generate(load_generator(payload), sketches[32:]))
+
+
+def test_interrupted_training_resumes_from_the_partial_file(tmp_path, monkeypatch):
+    photos, sketches = pairs(24)
+    profile = replace(PROFILES["tiny"], epochs=2)
+    args = (photos[:16], sketches[:16], photos[16:], sketches[16:])
+    whole = train_sketch2image(*args, tmp_path / "whole.pt", profile=profile, show_progress=False)
+
+    real_grid = s2i.save_sample_grid
+
+    def crash_on_second_epoch(sketch, generated, real, path):
+        if path.name == "epoch-002.png":
+            raise KeyboardInterrupt
+        real_grid(sketch, generated, real, path)
+
+    monkeypatch.setattr(s2i, "save_sample_grid", crash_on_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train_sketch2image(*args, tmp_path / "cut.pt", profile=profile, show_progress=False)
+    assert (tmp_path / "cut.pt.partial").is_file()
+    monkeypatch.setattr(s2i, "save_sample_grid", real_grid)
+
+    resumed = train_sketch2image(*args, tmp_path / "cut.pt", profile=profile, show_progress=False)
+    assert not (tmp_path / "cut.pt.partial").exists()
+    assert [h["epoch"] for h in resumed["train"]["history"]] == [1, 2]
+    for name, tensor in whole["model"].items():  # epochs are seeded: resuming repeats the uninterrupted run
+        torch.testing.assert_close(resumed["model"][name], tensor, msg=name)

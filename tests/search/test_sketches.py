@@ -1,0 +1,124 @@
+"""Training sketches from photos, and user drawings brought into the same form."""
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from search.images import ImageInputError
+from search.sketches import SketchInputError, normalise_sketch, photo_to_sketch, save_sketch_sheet
+
+
+def product_photos(n: int) -> np.ndarray:
+    """White photos with a coloured garment-like shape and an inner stripe."""
+    rng = np.random.default_rng(0)
+    photos = np.full((n, 80, 60, 3), 255, np.uint8)
+    for i in range(n):
+        img = Image.fromarray(photos[i])
+        draw = ImageDraw.Draw(img)
+        colour = tuple(int(c) for c in rng.integers(0, 200, 3))
+        top, bottom = int(rng.integers(5, 15)), int(rng.integers(65, 76))
+        draw.polygon([(15, top), (45, top), (52, 30), (45, bottom), (15, bottom), (8, 30)], fill=colour)
+        draw.line([(20, 45), (40, 45)], fill=(250, 250, 250), width=2)
+        photos[i] = np.asarray(img)
+    return photos
+
+
+def drawing(size=(600, 800), box=(100, 100, 500, 700), width=4, ink=0, paper=255, mode="L") -> Image.Image:
+    """A user drawing: a T-shirt-ish outline with a neckline, on its own canvas."""
+    img = Image.new(mode, size, paper)
+    draw = ImageDraw.Draw(img)
+    x0, y0, x1, y1 = box
+    w, h = x1 - x0, y1 - y0
+    outline = [(x0 + 0.3 * w, y0), (x0 + 0.7 * w, y0), (x1, y0 + 0.25 * h), (x0 + 0.8 * w, y0 + 0.35 * h),
+               (x0 + 0.8 * w, y1), (x0 + 0.2 * w, y1), (x0 + 0.2 * w, y0 + 0.35 * h), (x0, y0 + 0.25 * h)]
+    draw.line(outline + [outline[0]], fill=ink, width=width, joint="curve")
+    draw.arc([x0 + 0.38 * w, y0 - 0.1 * h, x0 + 0.62 * w, y0 + 0.1 * h], 0, 180, fill=ink, width=width)
+    return img
+
+
+def ink(sketch: np.ndarray) -> np.ndarray:
+    return sketch < 128
+
+
+def grow(mask: np.ndarray) -> np.ndarray:
+    out = mask.copy()
+    out[1:] |= mask[:-1]
+    out[:-1] |= mask[1:]
+    out[:, 1:] |= mask[:, :-1]
+    out[:, :-1] |= mask[:, 1:]
+    return out
+
+
+def similar(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of two sketches' strokes, each grown by a pixel (strokes may move by one)."""
+    ga, gb = grow(ink(a)), grow(ink(b))
+    return (ga & gb).sum() / max(1, (ga | gb).sum())
+
+
+@pytest.fixture(scope="module")
+def reference() -> np.ndarray:
+    return normalise_sketch(drawing())
+
+
+def test_photo_to_sketch_gives_thin_dark_lines_on_white():
+    photos = product_photos(8)
+    sketches = photo_to_sketch(photos, seed=0)
+    assert sketches.shape == (8, 80, 60) and sketches.dtype == np.uint8
+    white = (sketches > 200).mean(axis=(1, 2))
+    assert (white > 0.7).all() and (white < 0.99).all()
+    assert (sketches.min(axis=(1, 2)) < 60).all()  # strokes are dark
+    np.testing.assert_array_equal(sketches, photo_to_sketch(photos, seed=0))
+    assert not np.array_equal(sketches, photo_to_sketch(photos, seed=1))
+
+
+def test_photo_to_sketch_refuses_other_shapes():
+    with pytest.raises(ValueError):
+        photo_to_sketch(np.zeros((2, 64, 64, 3), np.uint8))
+
+
+def test_normalised_drawing_fills_the_frame_in_the_training_style(reference):
+    assert reference.shape == (80, 60) and reference.dtype == np.uint8
+    assert (reference > 200).mean() > 0.8
+    rows, cols = np.nonzero(ink(reference))
+    assert rows.max() - rows.min() > 60  # the tall drawing fills the height...
+    assert abs((cols.min() + cols.max()) / 2 - 29.5) < 3  # ...and is centred
+
+
+def test_white_on_black_is_inverted(reference):
+    assert similar(normalise_sketch(drawing(ink=255, paper=0)), reference) > 0.8
+
+
+def test_transparent_background_takes_strokes_from_alpha(reference):
+    black = drawing(ink=(0, 0, 0, 255), paper=(0, 0, 0, 0), mode="RGBA")
+    white = drawing(ink=(255, 255, 255, 255), paper=(0, 0, 0, 0), mode="RGBA")
+    assert similar(normalise_sketch(black), reference) > 0.8
+    assert similar(normalise_sketch(white), reference) > 0.8
+
+
+def test_tiny_drawing_in_the_corner_of_a_huge_canvas(reference):
+    tiny = drawing(size=(3000, 3000), box=(2700, 40, 2780, 160), width=2)
+    assert similar(normalise_sketch(tiny), reference) > 0.6
+
+
+def test_thick_strokes_come_out_as_thin_as_thin_ones(reference):
+    thick = normalise_sketch(drawing(width=45))
+    assert similar(thick, reference) > 0.6
+    assert ink(thick).sum() < 1.5 * ink(reference).sum()
+
+
+def test_empty_or_nearly_empty_drawings_are_refused():
+    with pytest.raises(SketchInputError, match="empty"):
+        normalise_sketch(Image.new("RGB", (400, 300), "white"))
+    with pytest.raises(SketchInputError):
+        normalise_sketch(Image.new("RGBA", (400, 300), (0, 0, 0, 0)))
+    dot = Image.new("L", (400, 300), 255)
+    ImageDraw.Draw(dot).ellipse([200, 150, 210, 160], fill=0)
+    with pytest.raises(ImageInputError):
+        normalise_sketch(dot)
+
+
+def test_sketch_sheet_is_a_png(tmp_path):
+    photos = product_photos(5)
+    path = save_sketch_sheet(photos, photo_to_sketch(photos), tmp_path / "sheet.png", n=5)
+    with Image.open(path) as img:
+        assert img.format == "PNG" and img.width > img.height

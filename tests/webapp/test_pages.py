@@ -1,0 +1,50 @@
+import io
+
+import numpy as np
+import pytest
+
+from tests.conftest import COLOURS, draw_item, jpeg_bytes
+from webapp.models import Item
+
+pytestmark = pytest.mark.django_db
+
+
+def test_empty_states_say_what_to_run(client, artifacts):
+    home = client.get("/").content.decode()
+    assert "No catalog imported yet" in home and "import_catalog" in home
+    assert "no catalog imported yet" in client.get("/browse/").content.decode()
+
+
+def test_home_photo_search_renders_results(client, searchable):
+    f = io.BytesIO(jpeg_bytes(draw_item("Watches", COLOURS["Green"], np.random.default_rng(5))))
+    f.name = "watch.jpg"
+    res = client.post("/", {"photo": f})
+    html = res.content.decode()
+    assert res.status_code == 200 and html.count('class="card"') == 12
+    assert "Watches" in html
+
+
+def test_home_bad_upload_shows_form_error(client, searchable):
+    f = io.BytesIO(b"%PDF-1.4 nope")
+    f.name = "doc.pdf"
+    res = client.post("/", {"photo": f})
+    assert res.status_code == 400 and "not a readable image" in res.content.decode()
+
+
+def test_browse_filters_and_paginates(client, searchable):
+    res = client.get("/browse/?category=Watches&colour=Red")
+    html = res.content.decode()
+    assert res.status_code == 200 and "10 items" in html
+    page2 = client.get("/browse/?page=2").content.decode()
+    assert "page 2 of 4" in page2
+
+
+def test_item_page_shows_similar_items_and_image(client, searchable):
+    item = Item.objects.filter(category="Tshirts").first()
+    html = client.get(f"/items/{item.pk}/").content.decode()
+    assert item.title in html and "Similar items" in html
+    img = client.get(f"/items/{item.pk}/image")
+    assert img.status_code == 200 and img["Content-Type"] == "image/jpeg"
+    Item.objects.filter(pk=item.pk).update(hidden=True)
+    assert client.get(f"/items/{item.pk}/").status_code == 404
+    assert client.get(f"/items/{item.pk}/image").status_code == 404

@@ -1,0 +1,108 @@
+"""The photo search path end to end on a really trained (tiny) encoder."""
+
+import io
+
+import pytest
+from PIL import Image
+
+from tests.conftest import COLOURS, draw_item, jpeg_bytes
+from webapp.models import IndexVersion, Item
+
+pytestmark = pytest.mark.django_db
+
+
+def upload(data: bytes, name="q.jpg"):
+    f = io.BytesIO(data)
+    f.name = name
+    return f
+
+
+def test_photo_search_returns_items_of_the_same_kind(client, searchable):
+    import numpy as np
+
+    rng = np.random.default_rng(99)
+    precisions = []
+    for category in ["Watches", "Handbags", "Tshirts", "Casual Shoes"]:
+        photo = jpeg_bytes(draw_item(category, COLOURS["Blue"], rng))
+        res = client.post("/api/search", {"photo": upload(photo), "k": 5})
+        assert res.status_code == 200, res.content
+        body = res.json()
+        assert len(body["results"]) == 5
+        hit = body["results"][0]
+        assert {"id", "title", "category", "score", "image_url"} <= hit.keys()
+        assert {"decode", "encoder", "ann", "total"} <= body["timings_ms"].keys()
+        precisions.append(sum(r["category"] == category for r in body["results"]) / 5)
+    assert sum(precisions) / len(precisions) >= 0.75, precisions
+
+
+def test_filters_restrict_results(client, searchable):
+    import numpy as np
+
+    photo = jpeg_bytes(draw_item("Watches", COLOURS["Red"], np.random.default_rng(1)))
+    res = client.post("/api/search", {"photo": upload(photo), "k": 8, "category": "Handbags", "gender": "Men"})
+    body = res.json()
+    assert res.status_code == 200 and body["results"]
+    assert all(r["category"] == "Handbags" and r["gender"] == "Men" for r in body["results"])
+
+
+def test_hidden_items_never_appear(client, searchable):
+    import numpy as np
+
+    Item.objects.filter(category="Watches").update(hidden=True)
+    photo = jpeg_bytes(draw_item("Watches", COLOURS["Red"], np.random.default_rng(2)))
+    body = client.post("/api/search", {"photo": upload(photo), "k": 10}).json()
+    assert body["results"] and all(r["category"] != "Watches" for r in body["results"])
+
+
+@pytest.mark.parametrize("payload,message", [
+    ({}, "send a photo"),
+    ({"photo": upload(b"<svg></svg>", "x.svg")}, "not a readable image"),
+    ({"photo": upload(b"", "empty.jpg")}, "empty"),
+    ({"k": 0}, "k must be between"),
+    ({"k": "lots"}, "k"),
+])
+def test_bad_input_is_a_400_with_an_error(client, searchable, payload, message):
+    res = client.post("/api/search", payload)
+    assert res.status_code == 400
+    assert message in res.json()["error"]
+
+
+def test_enormous_image_is_refused(client, searchable, settings):
+    settings.UPLOAD_MAX_PIXELS = 1_000_000
+    buf = io.BytesIO()
+    Image.new("L", (2000, 2000)).save(buf, "PNG")
+    res = client.post("/api/search", {"photo": upload(buf.getvalue(), "big.png")})
+    assert res.status_code == 400 and "pixels" in res.json()["error"]
+
+
+def test_no_index_is_a_503_with_advice(client, db, artifacts):
+    photo = jpeg_bytes(Image.new("RGB", (60, 80), "white"))
+    res = client.post("/api/search", {"photo": upload(photo)})
+    assert res.status_code == 503 and "reindex" in res.json()["error"]
+
+
+def test_similar_items_and_openapi(client, searchable):
+    item = Item.objects.filter(category="Handbags").first()
+    res = client.get(f"/api/items/{item.pk}/similar?k=5")
+    body = res.json()
+    assert res.status_code == 200 and len(body["results"]) == 5
+    assert item.pk not in [r["id"] for r in body["results"]]
+    assert sum(r["category"] == "Handbags" for r in body["results"]) >= 4
+    assert client.get("/api/items/999999/similar").status_code == 404
+    schema = client.get("/api/openapi.json").json()
+    assert "/api/search" in schema["paths"] and "/api/items/{item_id}/similar" in schema["paths"]
+
+
+def test_reindex_switches_versions_and_prunes(searchable, settings):
+    from webapp.indexing import reindex
+
+    first = IndexVersion.objects.get(is_active=True)
+    second = reindex()
+    third = reindex(reuse=False)
+    assert IndexVersion.objects.filter(is_active=True).get() == third
+    assert second.count == third.count == 160
+    first.refresh_from_db()
+    assert first.status == IndexVersion.Status.PRUNED
+    from pathlib import Path
+
+    assert not Path(first.path).exists() and Path(third.path).exists()

@@ -1,0 +1,54 @@
+"""Everything `make demo` needs before serving, each step skipped when already done."""
+
+import secrets
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+from search.engine import MODEL_FILES
+from webapp.models import IndexVersion, Item
+
+
+class Command(BaseCommand):
+    help = "Migrate, import the sample catalog, train missing models (quick profile) and build the index if needed."
+
+    def step(self, text):
+        self.stdout.write(self.style.MIGRATE_HEADING(f"==> {text}"))
+
+    def handle(self, *args, **opts):
+        self.step("database: applying migrations")
+        call_command("migrate", verbosity=0)
+
+        if Item.objects.exists():
+            self.step(f"catalog: {Item.objects.count()} items already imported (re-import: manage.py import_catalog)")
+        else:
+            if not settings.CATALOG_DIR.exists():
+                raise CommandError(f"catalog not found at {settings.CATALOG_DIR}: set CATALOG_DIR to a catalog directory")
+            self.step(f"catalog: importing {settings.CATALOG_DIR}")
+            call_command("import_catalog", str(settings.CATALOG_DIR))
+
+        missing = [role for role, name in MODEL_FILES.items() if not (settings.ARTIFACTS_DIR / "models" / name).is_file()]
+        if missing:
+            self.step(f"models: training {', '.join(missing)} with the quick profile (a few minutes on a laptop CPU)")
+            call_command("train", *missing, profile="quick")
+        else:
+            self.step("models: all trained (full quality: make train)")
+
+        from webapp.services import get_models
+
+        active = IndexVersion.objects.filter(is_active=True).first()
+        if active is None or active.encoder_version != get_models().version("encoder"):
+            self.step("index: building the search index")
+            call_command("reindex")
+        else:
+            self.step(f"index: {active.name} is active with {active.count} items")
+
+        user_model = get_user_model()
+        if not user_model.objects.filter(is_superuser=True).exists():
+            password = secrets.token_urlsafe(12)
+            user_model.objects.create_superuser("admin", "admin@example.com", password)
+            path = settings.VAR_DIR / "admin-password.txt"
+            path.write_text(password + "\n")
+            self.step(f"admin: created user 'admin' with password {password} (also in {path})")
