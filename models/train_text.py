@@ -82,7 +82,9 @@ def image_inputs(encoder: ImageEncoder, images: np.ndarray | torch.Tensor, space
     encoder.eval()
     out = []
     for start in range(0, len(images), batch_size):
-        x = to_float_images(torch.as_tensor(np.asarray(images[start : start + batch_size])).to(device))
+        chunk = images[start : start + batch_size]
+        chunk = chunk if isinstance(chunk, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(chunk))
+        x = to_float_images(chunk.to(device))
         if augment_generator is not None:
             x = augment_images(x, augment_generator)
         with _autocast(device):

@@ -35,11 +35,15 @@ def timed(timings: dict[str, float], stage: str):
         timings[stage] = timings.get(stage, 0.0) + (time.perf_counter() - start) * 1000.0
 
 
+SKETCH_ROADS = ("direct", "gan")
+
+
 @dataclass
 class Encoded:
     vector: np.ndarray
     space: str  # which index space to search
     timings_ms: dict[str, float]
+    generated: np.ndarray | None = None  # the GAN's image for a sketch query, uint8 (80, 60, 3)
 
 
 class ModelSet:
@@ -75,6 +79,10 @@ class ModelSet:
                 from models.train_encoder import load_encoder
 
                 obj = (load_encoder(payload, self.device), payload)
+            elif role == "sketch2image":
+                from models.train_sketch2image import load_generator
+
+                obj = (load_generator(payload, self.device), payload)
             else:  # pragma: no cover - guarded by MODEL_FILES
                 raise KeyError(role)
             self._loaded[role] = obj
@@ -100,3 +108,33 @@ class ModelSet:
         with timed(timings, "encoder"):
             vec = self.embed_images(image[None])[0]
         return Encoded(vec, "image", timings)
+
+    def generate_images(self, sketches: np.ndarray) -> np.ndarray:
+        """uint8 sketches (N, 80, 60) -> the GAN's photo-like images (N, 80, 60, 3)."""
+        import torch
+
+        from models.train_sketch2image import generate
+
+        with torch.inference_mode():
+            return generate(self._load("sketch2image")[0], sketches)
+
+    def embed_sketches(self, sketches: np.ndarray, road: str) -> np.ndarray:
+        """Image2Vec vectors of sketches by one road: ``direct`` (the encoder saw sketches in training)
+        or ``gan`` (sketch -> pix2pix image -> encoder)."""
+        if road == "gan":
+            return self.embed_images(self.generate_images(sketches))
+        return self.embed_images(np.repeat(sketches[..., None], 3, axis=-1))
+
+    def encode_sketch(self, sketch: np.ndarray, road: str, imagine: bool = True) -> Encoded:
+        """A normalised sketch (80, 60) -> vector; ``imagine`` also returns the GAN's picture of it."""
+        if road not in SKETCH_ROADS:
+            raise ValueError(f"unknown sketch road {road!r}; choose from {', '.join(SKETCH_ROADS)}")
+        timings: dict[str, float] = {}
+        generated = None
+        if road == "gan" or (imagine and self.available("sketch2image")):
+            with timed(timings, "gan"):
+                generated = self.generate_images(sketch[None])[0]
+        with timed(timings, "encoder"):
+            source = generated if road == "gan" else np.repeat(sketch[..., None], 3, axis=-1)
+            vec = self.embed_images(source[None])[0]
+        return Encoded(vec, "image", timings, generated)

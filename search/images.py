@@ -33,8 +33,12 @@ class ImageInputError(ValueError):
 
 
 def decode_image(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
-    """Decode untrusted bytes into an RGB PIL image (first frame, EXIF-rotated)."""
+                 background: tuple[int, int, int] = (255, 255, 255), keep_alpha: bool = False) -> Image.Image:
+    """Decode untrusted bytes into an RGB PIL image (first frame, EXIF-rotated).
+
+    With ``keep_alpha`` an image with transparency comes back as RGBA (sketches
+    drawn on a transparent canvas carry their strokes in the alpha channel).
+    """
     if not data:
         raise ImageInputError("the file is empty")
     if len(data) > max_bytes:
@@ -53,6 +57,8 @@ def decode_image(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, max_pixels:
             img.seek(0)
             img.load()
             img = ImageOps.exif_transpose(img) or img
+            if keep_alpha and (img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info):
+                return img.convert("RGBA")
             return to_rgb(img, background)
     except ImageInputError:
         raise

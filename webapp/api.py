@@ -40,6 +40,7 @@ class SearchOut(Schema):
     timings_ms: dict[str, float]
     index_version: str
     query: dict
+    generated_image: str | None = None
 
 
 @api.exception_handler(ValidationError)
@@ -74,9 +75,9 @@ def hit_out(request, hit) -> dict:
             "url": request.build_absolute_uri(item.get_absolute_url())}
 
 
-def search_out(request, result, query: dict, started: float) -> dict:
+def search_out(request, result, query: dict, started: float, generated_image: str | None = None) -> dict:
     body = {"results": [hit_out(request, h) for h in result.hits], "index_version": result.index_version,
-            "query": query}
+            "query": query, "generated_image": generated_image}
     timings = {k: round(v, 2) for k, v in result.timings_ms.items()}
     timings["total"] = round((time.perf_counter() - started) * 1000.0, 2)
     body["timings_ms"] = timings
@@ -84,15 +85,18 @@ def search_out(request, result, query: dict, started: float) -> dict:
 
 
 @api.post("/search", response={200: SearchOut, 400: ErrorOut, 503: ErrorOut},
-          summary="Search by photo (and, as they land, sketch and text)")
-def search(request, photo: File[UploadedFile] = None, k: Form[int] = None, category: Form[str] = "",
-           gender: Form[str] = "", colour: Form[str] = ""):
+          summary="Search by photo or sketch, with optional filters",
+          description="Multipart form. `photo` or `sketch` (PNG/JPEG/GIF/WebP; a canvas PNG with a transparent "
+                      "background works); `road` picks the sketch road (`direct` or `gan`); `k` 1-100. A sketch "
+                      "query also returns `generated_image`: the GAN's picture of the sketch as a data URI.")
+def search(request, photo: File[UploadedFile] = None, sketch: File[UploadedFile] = None, road: Form[str] = "",
+           k: Form[int] = None, category: Form[str] = "", gender: Form[str] = "", colour: Form[str] = ""):
     started = time.perf_counter()
     k = queries.clamp_k(k)
     filters = Filters(category=category.strip(), gender=gender.strip(), colour=colour.strip())
-    query = queries.Query(photo=photo, k=k, filters=filters)
-    result = queries.run(query)
-    return search_out(request, result, query.describe(), started)
+    query = queries.Query(photo=photo, sketch=sketch, road=road.strip(), k=k, filters=filters)
+    outcome = queries.run(query)
+    return search_out(request, outcome.result, query.describe(), started, outcome.generated_image)
 
 
 @api.get("/items/{item_id}/similar", response={200: SearchOut, 404: ErrorOut, 503: ErrorOut},

@@ -55,7 +55,7 @@ def evaluate_query_file(path: Path, k: int = 5) -> dict:
                     query.text = row.get("text") or ""
                 else:
                     raise QueryError(f"unknown kind {kind!r}")
-                result = run(query)
+                result = run(query).result
             except (OSError, QueryError, AttributeError, RuntimeError) as exc:
                 errors.append(f"line {lineno}: {exc}")
                 continue

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import io
 from dataclasses import dataclass, field
 
+import numpy as np
 from django.conf import settings
+from PIL import Image
 
-from search.engine import timed
-from search.images import ImageInputError, image_bytes_to_array
+from search.engine import SKETCH_ROADS, Encoded, timed
+from search.images import ImageInputError, decode_image, fit_to_model
 from webapp.services import Filters, SearchResult, active_store, get_models, search_vector
 
 
@@ -24,42 +28,94 @@ def clamp_k(k: int | None) -> int:
 
 
 def read_upload(upload, what: str) -> bytes:
-    if upload.size is not None and upload.size > settings.UPLOAD_MAX_BYTES:
-        raise QueryError(f"the {what} is larger than {settings.UPLOAD_MAX_BYTES // (1024 * 1024)} MB")
-    data = upload.read(settings.UPLOAD_MAX_BYTES + 1)
-    if len(data) > settings.UPLOAD_MAX_BYTES:
-        raise QueryError(f"the {what} is larger than {settings.UPLOAD_MAX_BYTES // (1024 * 1024)} MB")
+    limit = settings.UPLOAD_MAX_BYTES
+    if upload.size is not None and upload.size > limit:
+        raise QueryError(f"the {what} is larger than {limit // (1024 * 1024)} MB")
+    data = upload.read(limit + 1)
+    if len(data) > limit:
+        raise QueryError(f"the {what} is larger than {limit // (1024 * 1024)} MB")
     return data
 
 
-def decode_upload(upload, what: str):
+def decode_upload(upload, what: str, keep_alpha: bool = False) -> Image.Image:
     data = read_upload(upload, what)
     try:
-        return image_bytes_to_array(data, max_bytes=settings.UPLOAD_MAX_BYTES, max_pixels=settings.UPLOAD_MAX_PIXELS)
+        return decode_image(data, max_bytes=settings.UPLOAD_MAX_BYTES, max_pixels=settings.UPLOAD_MAX_PIXELS,
+                            keep_alpha=keep_alpha)
     except ImageInputError as exc:
         raise QueryError(f"the {what} cannot be used: {exc}") from None
+
+
+def png_data_uri(image: np.ndarray) -> str:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
 @dataclass
 class Query:
     photo: object | None = None
+    sketch: object | None = None
+    text: str = ""
+    road: str = ""
     k: int = 12
     filters: Filters = field(default_factory=Filters)
 
     def kind(self) -> str:
-        return "photo"
+        parts = [name for name in ("photo", "sketch") if getattr(self, name) is not None]
+        if self.text.strip():
+            parts.append("text")
+        return "+".join(parts) or "empty"
 
     def describe(self) -> dict:
-        return {"kind": self.kind(), "k": self.k, "filters": {k: v for k, v in vars(self.filters).items() if v}}
+        out = {"kind": self.kind(), "k": self.k, "filters": {k: v for k, v in vars(self.filters).items() if v}}
+        if self.sketch is not None:
+            out["road"] = self.road or settings.SKETCH_ROAD
+        return out
 
 
-def run(query: Query) -> SearchResult:
-    if query.photo is None:
-        raise QueryError("send a photo to search with")
-    active_store()  # fail fast (503) before decoding and encoding when there is no index
+@dataclass
+class Outcome:
+    result: SearchResult
+    generated_image: str | None = None  # data URI of the GAN's picture for a sketch
+
+
+def encode_sketch(upload, road: str) -> Encoded:
+    from search.sketches import normalise_sketch
+
     timings: dict[str, float] = {}
     with timed(timings, "decode"):
-        image = decode_upload(query.photo, "photo")
-    encoded = get_models().encode_photo(image)
+        img = decode_upload(upload, "sketch", keep_alpha=True)
+    try:
+        with timed(timings, "normalise"):
+            sketch = normalise_sketch(img)
+    except ImageInputError as exc:
+        raise QueryError(str(exc)) from None
+    encoded = get_models().encode_sketch(sketch, road)
     encoded.timings_ms = {**timings, **encoded.timings_ms}
-    return search_vector(encoded, query.k, query.filters)
+    return encoded
+
+
+def run(query: Query) -> Outcome:
+    if query.photo is None and query.sketch is None:
+        raise QueryError("send a photo or a sketch to search with")
+    if query.photo is not None and query.sketch is not None:
+        raise QueryError("send either a photo or a sketch, not both")
+    road = query.road or settings.SKETCH_ROAD
+    if road not in SKETCH_ROADS:
+        raise QueryError(f"road must be one of {', '.join(SKETCH_ROADS)}")
+    active_store()  # fail fast (503) before decoding and encoding when there is no index
+    if query.sketch is not None:
+        encoded = encode_sketch(query.sketch, road)
+    else:
+        timings: dict[str, float] = {}
+        with timed(timings, "decode"):
+            image = fit_to_model(decode_upload(query.photo, "photo"))
+        encoded = get_models().encode_photo(image)
+        encoded.timings_ms = {**timings, **encoded.timings_ms}
+    result = search_vector(encoded, query.k, query.filters)
+    generated = None
+    if encoded.generated is not None:
+        with timed(result.timings_ms, "serialise"):
+            generated = png_data_uri(encoded.generated)
+    return Outcome(result, generated)

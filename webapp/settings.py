@@ -125,6 +125,7 @@ INDEX_N_TREES = envint("INDEX_N_TREES", 32)
 INDEX_SEARCH_K = envint("INDEX_SEARCH_K", 3000)
 INDEX_KEEP_VERSIONS = envint("INDEX_KEEP_VERSIONS", 2)
 TORCH_THREADS = envint("TORCH_THREADS", 0)  # 0: PyTorch's default
+SKETCH_ROAD = env("SKETCH_ROAD", "direct")  # "direct" (encoder saw sketches) or "gan" (pix2pix first); see README
 
 # Celery: Redis when REDIS_URL is set, else a filesystem broker under VAR_DIR (no server needed).
 REDIS_URL = env("REDIS_URL", "")

@@ -27,8 +27,10 @@ def home(request):
                           colour=request.POST.get("colour", ""))
         context["filters"] = filters
         try:
-            query = Query(photo=request.FILES.get("photo"), k=clamp_k(None), filters=filters)
-            context["result"] = run(query)
+            query = Query(photo=request.FILES.get("photo"), sketch=request.FILES.get("sketch"),
+                          road=request.POST.get("road", ""), k=clamp_k(None), filters=filters)
+            outcome = run(query)
+            context["result"], context["generated_image"] = outcome.result, outcome.generated_image
         except (QueryError, SearchUnavailable, ModelMissingError) as exc:
             context["error"] = str(exc)
         status = 400 if "error" in context else 200
