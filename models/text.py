@@ -55,7 +55,7 @@ class Tokenizer:
         self._ngram_cache: dict[str, list[int]] = {}
 
     @classmethod
-    def build(cls, titles: Iterable[str], *, min_count: int = 2, max_vocab: int = 30000, **kwargs) -> "Tokenizer":
+    def build(cls, titles: Iterable[str], *, min_count: int = 2, max_vocab: int = 30000, **kwargs) -> Tokenizer:
         """Vocabulary of the words seen at least ``min_count`` times, most frequent first."""
         counts = Counter(w for t in titles for w in _WORD.findall(normalise_text(t)))
         words = sorted((w for w, c in counts.items() if c >= min_count), key=lambda w: (-counts[w], w))
@@ -98,7 +98,7 @@ class Tokenizer:
                 "max_ngrams": self.max_ngrams, "max_chars": self.max_chars}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Tokenizer":
+    def from_dict(cls, d: dict) -> Tokenizer:
         return cls(d["vocab"], max_len=d["max_len"], n_buckets=d["n_buckets"], max_ngrams=d["max_ngrams"],
                    max_chars=d["max_chars"])
 
@@ -117,7 +117,7 @@ class TextConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TextConfig":
+    def from_dict(cls, d: dict) -> TextConfig:
         return cls(**d)
 
 
@@ -196,7 +196,7 @@ class HeadConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "HeadConfig":
+    def from_dict(cls, d: dict) -> HeadConfig:
         return cls(**d)
 
 

@@ -28,8 +28,15 @@ from tqdm import tqdm
 
 from models.checkpoint import CheckpointError, save_checkpoint
 from models.image_encoder import ImageEncoder
-from models.text import (HeadConfig, TextConfig, TextImageModel, Tokenizer, descriptor_dim, frozen_descriptor,
-                         normalise_text)
+from models.text import (
+    HeadConfig,
+    TextConfig,
+    TextImageModel,
+    Tokenizer,
+    descriptor_dim,
+    frozen_descriptor,
+    normalise_text,
+)
 from models.train_encoder import load_encoder
 from models.training import EpochCheckpointer, Timer, augment_images, pick_device, seed_everything, to_float_images
 
@@ -138,7 +145,7 @@ def retrieval_metrics_from_vectors(query_vecs: np.ndarray, query_item_index: np.
     return {"r_at_10": hits10 / len(q), "p_at_5": prec5 / len(q)}
 
 
-def text_retrieval_metrics(model: "TextSearchModel", query_titles: list[str], query_item_index: np.ndarray,
+def text_retrieval_metrics(model: TextSearchModel, query_titles: list[str], query_item_index: np.ndarray,
                            gallery_images: np.ndarray, query_labels: np.ndarray,
                            gallery_labels: np.ndarray) -> dict[str, float]:
     """Titles as queries against photos: R@10 of the query's own item and P@5 of its articleType."""
@@ -206,7 +213,8 @@ def train_text(train_images: np.ndarray, train_titles: list[str], train_labels: 
     # The frozen image side is computed once for every photo: training inputs and the validation gallery.
     timer = Timer()
     if show_progress:
-        n_photos = len(train_images) + len(val_images) + (len(extra_gallery_images) if extra_gallery_images is not None else 0)
+        n_extra = len(extra_gallery_images) if extra_gallery_images is not None else 0
+        n_photos = len(train_images) + len(val_images) + n_extra
         tqdm.write(f"text: embedding {n_photos} photos with {encoder_version}")
     train_inputs = image_inputs(encoder, train_images, prof.space, dev)
     gallery_inputs = torch.cat([train_inputs, image_inputs(encoder, val_images, prof.space, dev)] +
@@ -224,8 +232,8 @@ def train_text(train_images: np.ndarray, train_titles: list[str], train_labels: 
 
     steps_per_epoch = max(1, n_train // prof.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=prof.lr, weight_decay=prof.weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=prof.lr, total_steps=prof.epochs * steps_per_epoch,
-                                                    pct_start=0.1)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=prof.lr, pct_start=0.1,
+                                                    total_steps=prof.epochs * steps_per_epoch)
     signature = {"profile": asdict(prof), "text": text_config.to_dict(),
                  "head": head_config.to_dict() if head_config else None, "encoder_version": encoder_version,
                  "n_train": n_train,

@@ -19,7 +19,12 @@ import numpy as np
 MODEL_FILES = {
     "encoder": "encoder.pt",
     "sketch2image": "sketch2image.pt",
+    "text": "text.pt",
+    "classifier": "classifier-fused.pt",
+    "classifier_image": "classifier-image.pt",
+    "captioner": "captioner.pt",
 }
+CHECKPOINT_KIND = {"classifier_image": "classifier"}
 
 
 class ModelMissingError(RuntimeError):
@@ -53,7 +58,7 @@ class ModelSet:
         self.models_dir = Path(models_dir)
         self.device = device
         self.threads = threads
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a text model loads its encoder from inside _load
         self._loaded: dict[str, object] = {}
 
     def path(self, role: str) -> Path:
@@ -74,7 +79,7 @@ class ModelSet:
                 torch.set_num_threads(self.threads)
             if not self.available(role):
                 raise ModelMissingError(f"the {role} model is not trained yet: run `python manage.py train {role}`")
-            payload = load_checkpoint(self.path(role), kind=role)
+            payload = load_checkpoint(self.path(role), kind=CHECKPOINT_KIND.get(role, role))
             if role == "encoder":
                 from models.train_encoder import load_encoder
 
@@ -83,6 +88,19 @@ class ModelSet:
                 from models.train_sketch2image import load_generator
 
                 obj = (load_generator(payload, self.device), payload)
+            elif role in ("classifier", "classifier_image"):
+                from models.classifier import load_classifier
+
+                obj = (load_classifier(payload, self.device), payload)
+            elif role == "captioner":
+                from models.captioner import load_captioner
+
+                obj = (load_captioner(payload, self.device), payload)
+            elif role == "text":
+                from models.train_text import load_text_model
+
+                encoder_payload = self._load("encoder")[1]
+                obj = (load_text_model(payload, encoder_payload, self.device), payload)
             else:  # pragma: no cover - guarded by MODEL_FILES
                 raise KeyError(role)
             self._loaded[role] = obj
@@ -91,8 +109,18 @@ class ModelSet:
     def encoder(self):
         return self._load("encoder")[0]
 
+    def get(self, role: str):
+        """The loaded network (or model object) of a role."""
+        return self._load(role)[0]
+
     def version(self, role: str) -> str:
         return self._load(role)[1]["version"]
+
+    def generate_caption(self, image: np.ndarray) -> str:
+        """The LSTM captioner's draft title for one photo (beam search)."""
+        from models.captioner import generate_captions
+
+        return generate_captions(self.get("captioner"), image[None])[0]
 
     def embed_images(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """uint8 (N, 80, 60, 3) -> (N, D) float32 in Image2Vec space."""

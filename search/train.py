@@ -23,7 +23,7 @@ import numpy as np
 from search.dataset import Dataset, load_dataset
 from search.engine import MODEL_FILES
 
-ROLES = ["encoder", "sketch2image"]
+ROLES = ["encoder", "sketch2image", "text", "classifier", "classifier_image", "captioner"]
 
 
 def load_for_training(catalog_dir: Path, artifacts_dir: Path, limit: int | None = None) -> Dataset:
@@ -104,6 +104,30 @@ def train_role(role: str, data: Dataset, artifacts_dir: Path, *, profile: str, d
         prof = dataclasses.replace(prof, max_train_items=None)  # already cut to the subset above
         return train_sketch2image(photos, variants, val_photos, sketches_of(val_photos, seed=99), out,
                                   profile=prof, device=device, resume=resume)
+    if role == "text":
+        from models.checkpoint import load_checkpoint
+        from models.train_text import PROFILES, train_text
+
+        encoder = models_dir / MODEL_FILES["encoder"]
+        if not encoder.is_file():
+            raise RuntimeError("the text model is trained against Image2Vec: train the encoder first")
+        return train_text(data.train.images, data.train.titles, data.train.labels, data.val.images, data.val.titles,
+                          data.val.labels, load_checkpoint(encoder, "encoder"), out,
+                          extra_gallery_images=data.test.images, extra_gallery_labels=data.test.labels,
+                          profile=resolve_profile(PROFILES, profile, overrides), device=device, resume=resume)
+    if role in ("classifier", "classifier_image"):
+        from models.train_classifier import PROFILES, catalog_targets, train_classifier
+
+        train_targets, names = catalog_targets(data.train.rows)
+        val_targets, _ = catalog_targets(data.val.rows, names)
+        return train_classifier(data.train.images, data.train.titles, train_targets, data.val.images,
+                                data.val.titles, val_targets, names, out, use_text=role == "classifier",
+                                profile=resolve_profile(PROFILES, profile, overrides), device=device, resume=resume)
+    if role == "captioner":
+        from models.train_captioner import PROFILES, train_captioner
+
+        return train_captioner(data.train.images, data.train.titles, data.val.images, data.val.titles, out,
+                               profile=resolve_profile(PROFILES, profile, overrides), device=device, resume=resume)
     raise ValueError(f"unknown model {role!r}; choose from {', '.join(ROLES)}")
 
 

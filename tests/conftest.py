@@ -82,7 +82,8 @@ def trained_models_dir(synthetic_catalog, tmp_path_factory) -> Path:
 
     artifacts = tmp_path_factory.mktemp("trained")
     data = load_dataset(synthetic_catalog, artifacts / "cache")
-    train_role("encoder", data, artifacts, profile="tiny", device="cpu")
+    for role in ("encoder", "classifier", "classifier_image"):
+        train_role(role, data, artifacts, profile="tiny", device="cpu")
     return artifacts / "models"
 
 
@@ -97,6 +98,14 @@ def artifacts(settings, tmp_path):
     reset_caches()
     yield settings.ARTIFACTS_DIR
     reset_caches()
+
+
+@pytest.fixture
+def staff_client(client, django_user_model):
+    user = django_user_model.objects.create_user("staff", "staff@example.com", "pw-for-tests-only", is_staff=True)
+    client.force_login(user)
+    client.user = user
+    return client
 
 
 @pytest.fixture

@@ -7,11 +7,12 @@ import time
 from django.conf import settings
 from django.shortcuts import get_object_or_404
 from ninja import File, Form, NinjaAPI, Schema
-from ninja.errors import HttpError, ValidationError
+from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.files import UploadedFile
 
 from search.engine import ModelMissingError
-from webapp import queries
+from webapp import queries, uploads
+from webapp.auth import STAFF
 from webapp.models import Item
 from webapp.services import Filters, SearchUnavailable, similar_items
 
@@ -50,6 +51,12 @@ def validation_error(request, exc: ValidationError):
         loc = ".".join(str(p) for p in err.get("loc", []) if p not in ("body", "query", "form", "file"))
         parts.append(f"{loc}: {err.get('msg')}" if loc else str(err.get("msg")))
     return api.create_response(request, {"error": "; ".join(parts) or "invalid request"}, status=400)
+
+
+@api.exception_handler(AuthenticationError)
+def not_authenticated(request, exc):
+    return api.create_response(request, {"error": "staff login or an API token (Authorization: Bearer ...) is "
+                                                  "required"}, status=401)
 
 
 @api.exception_handler(HttpError)
@@ -106,6 +113,76 @@ def similar(request, item_id: int, k: int = None, category: str = "", gender: st
     item = get_object_or_404(Item, pk=item_id, hidden=False)
     result = similar_items(item, queries.clamp_k(k), Filters(category, gender, colour))
     return search_out(request, result, {"kind": "similar", "item": item.pk}, started)
+
+
+class TagOut(Schema):
+    label: str
+    confidence: float
+
+
+class SuggestionOut(Schema):
+    model: str
+    tags: dict[str, list[TagOut]]
+    heatmap: str
+    title_draft: str
+    timings_ms: dict[str, float]
+
+
+class ItemOut(Schema):
+    id: int
+    sku: str
+    title: str
+    category: str
+    gender: str
+    colour: str
+    image_url: str
+    url: str
+
+
+class ItemCreatedOut(Schema):
+    item: ItemOut
+    suggestion: SuggestionOut
+
+
+def suggestion_out(suggestion, heatmap: str) -> dict:
+    return {"model": suggestion.model, "heatmap": heatmap, "title_draft": suggestion.title_draft,
+            "timings_ms": {k: round(v, 2) for k, v in suggestion.timings_ms.items()},
+            "tags": {h: [{"label": lab, "confidence": round(p, 4)} for lab, p in opts]
+                     for h, opts in suggestion.tags.items()}}
+
+
+def item_out(request, item: Item) -> dict:
+    return {"id": item.pk, "sku": item.sku, "title": item.title, "category": item.category, "gender": item.gender,
+            "colour": item.colour, "image_url": request.build_absolute_uri(item.image_url),
+            "url": request.build_absolute_uri(item.get_absolute_url())}
+
+
+@api.post("/items/suggest", auth=STAFF, response={200: SuggestionOut, 400: ErrorOut, 401: ErrorOut, 503: ErrorOut},
+          summary="Suggest category, gender and colour for a product photo (+ title), staff only")
+def suggest_item(request, image: File[UploadedFile], title: Form[str] = ""):
+    title = uploads.clean_title(title)
+    staged = uploads.stage_upload(image)
+    try:
+        suggestion, heatmap, _draft = uploads.suggest(staged, title)
+    finally:
+        staged.path.unlink(missing_ok=True)
+    return suggestion_out(suggestion, heatmap)
+
+
+@api.post("/items", auth=STAFF, response={201: ItemCreatedOut, 400: ErrorOut, 401: ErrorOut, 503: ErrorOut},
+          summary="Add a product: photo + title; tags not given are taken from the classifier's suggestion")
+def create_item(request, image: File[UploadedFile], title: Form[str] = "", category: Form[str] = "",
+                gender: Form[str] = "", colour: Form[str] = "", sku: Form[str] = ""):
+    title = uploads.clean_title(title)
+    staged = uploads.stage_upload(image)
+    try:
+        suggestion, heatmap, draft = uploads.suggest(staged, title)
+        item = uploads.save_item(staged, title=title or draft, category=category or suggestion.best("category"),
+                                 gender=gender or suggestion.best("gender"), colour=colour or suggestion.best("colour"),
+                                 sku=sku)
+    finally:
+        staged.path.unlink(missing_ok=True)
+    return 201, {"item": item_out(request, item), "suggestion": suggestion_out(suggestion, heatmap)}
 
 
 @api.get("/health", summary="Liveness probe for the API")

@@ -4,25 +4,39 @@ Progress and outcome live on a ``Job`` row (stage, done/total) that the
 progress page polls. A second request while one is pending or running gets the
 same job back, so two reindexes never build at once. Searches keep using the
 old version until the one-transaction switch; old versions are pruned.
+
+The work is cut into three steps so that Celery can spread it (``workers.tasks``):
+``plan_reindex`` (snapshot of item ids, vectors reused from the active index and
+the live buffer, chunks of items still to embed), ``embed_chunk`` (one chunk ->
+``chunk-N.npy`` under ARTIFACTS_DIR/reindex/job-<id>/, on any index worker
+sharing that storage) and ``finish_reindex`` (assemble, build, switch, fold the
+live buffer). ``reindex`` runs the same steps in this process.
+
+Live additions: ``add_live_item`` embeds one item into the ``LiveVector`` buffer
+that searches merge with Annoy's hits until the next reindex folds it in.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import shutil
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from search.images import load_image_array
 from search.index import build_index
-from webapp.models import IndexEntry, IndexVersion, Item, Job
+from webapp.models import IndexEntry, IndexVersion, Item, Job, LiveVector
 from webapp.services import get_models, load_store
 
 log = logging.getLogger(__name__)
@@ -48,6 +62,17 @@ def claim(job_id: int) -> bool:
 def set_progress(job_id: int | None, stage: str, done: int = 0, total: int = 0) -> None:
     if job_id is not None:
         Job.objects.filter(pk=job_id).update(stage=stage, done=done, total=total)
+
+
+def add_progress(job_id: int | None, n: int) -> None:
+    """Chunks on several workers count into one row without overwriting each other."""
+    if job_id is not None:
+        Job.objects.filter(pk=job_id).update(done=F("done") + n)
+
+
+def fail_job(job_id: int, message: str) -> None:
+    Job.objects.filter(pk=job_id).exclude(status=Job.Status.DONE).update(
+        status=Job.Status.FAILED, message=message[:2000], finished=timezone.now())
 
 
 def embed_items(item_ids: Sequence[int], on_batch: Callable[[int], None] | None = None) -> np.ndarray:
@@ -90,7 +115,7 @@ def reusable_vectors(item_ids: list[int], encoder_version: str) -> tuple[np.ndar
 
 
 def build_version(item_ids: list[int], vectors: np.ndarray, *, job_id: int | None = None,
-                  shards: int = 1) -> IndexVersion:
+                  shards: int = 1, snapshot: datetime | None = None) -> IndexVersion:
     """Write the Annoy files, the version row and its id mapping; then switch in one transaction."""
     models = get_models()
     name = timezone.now().strftime("v%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
@@ -107,16 +132,23 @@ def build_version(item_ids: list[int], vectors: np.ndarray, *, job_id: int | Non
     set_progress(job_id, "saving the id mapping", 0, 1)
     IndexEntry.objects.bulk_create(
         (IndexEntry(version=version, annoy_id=i, item_id=pk) for i, pk in enumerate(item_ids)), batch_size=5000)
-    activate(version)
+    activate(version, folded=item_ids if snapshot else None, snapshot=snapshot)
     prune()
     return version
 
 
-def activate(version: IndexVersion) -> None:
+def activate(version: IndexVersion, folded: Sequence[int] | None = None, snapshot: datetime | None = None) -> None:
+    """Switch the active version in one transaction, dropping the live vectors it now contains.
+
+    A live vector written after ``snapshot`` (the item changed or arrived during the build) stays."""
     with transaction.atomic():
         IndexVersion.objects.filter(is_active=True).exclude(pk=version.pk).update(is_active=False)
         IndexVersion.objects.filter(pk=version.pk).update(is_active=True, status=IndexVersion.Status.READY,
                                                           activated=timezone.now())
+        if folded is not None and snapshot is not None:
+            folded_ids = list(folded)
+            for start in range(0, len(folded_ids), 5000):
+                LiveVector.objects.filter(item_id__in=folded_ids[start:start + 5000], created__lte=snapshot).delete()
 
 
 def prune(keep: int | None = None) -> list[str]:
@@ -135,48 +167,131 @@ def prune(keep: int | None = None) -> list[str]:
     return pruned
 
 
-def reindex(job_id: int | None = None, *, reuse: bool = True, shards: int = 1,
+def job_dir(job_id: int | str) -> Path:
+    """Where a reindex keeps its plan and chunk vectors: shared storage every index worker sees."""
+    return settings.ARTIFACTS_DIR / "reindex" / f"job-{job_id}"
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        np.save(fh, array)
+    os.replace(tmp, path)  # a reader (or a retried chunk) never sees half a file
+
+
+def plan_reindex(job_id: int | str, *, reuse: bool = True, chunk_size: int | None = None) -> list[list[int]]:
+    """Snapshot the visible items, keep what can be reused, write the plan; returns the chunks to embed."""
+    directory = job_dir(job_id)
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    snapshot = timezone.now()
+    item_ids = list(Item.objects.filter(hidden=False).order_by("pk").values_list("pk", flat=True))
+    if not item_ids:
+        raise RuntimeError("the catalog is empty: run `python manage.py import_catalog` first")
+    encoder_version = get_models().version("encoder")
+    dim = get_models().encoder().config.embed_dim
+    mask = np.zeros(len(item_ids), dtype=bool)
+    vectors = np.zeros((len(item_ids), dim), np.float32)
+    if reuse:
+        reused_mask, reused = reusable_vectors(item_ids, encoder_version)
+        if reused_mask.any():
+            vectors[reused_mask] = reused
+            mask |= reused_mask
+        position = {pk: i for i, pk in enumerate(item_ids)}
+        for pk, blob in LiveVector.objects.filter(encoder_version=encoder_version).values_list("item_id", "vector"):
+            i = position.get(pk)
+            if i is not None:  # the live vector is the newest one for this item
+                vectors[i] = np.frombuffer(bytes(blob), dtype=np.float32)
+                mask[i] = True
+    todo = [pk for pk, m in zip(item_ids, mask) if not m]
+    size = chunk_size or settings.REINDEX_CHUNK_SIZE
+    chunks = [todo[i:i + size] for i in range(0, len(todo), size)]
+    _save_npy(directory / "item_ids.npy", np.array(item_ids, dtype=np.int64))
+    _save_npy(directory / "reused_mask.npy", mask)
+    _save_npy(directory / "vectors.npy", vectors)
+    (directory / "plan.json").write_text(json.dumps({
+        "snapshot": snapshot.isoformat(), "chunks": len(chunks), "embedded": len(todo), "reused": int(mask.sum()),
+        "started": time.time()}))
+    if _int_or_none(job_id) is not None:
+        Job.objects.filter(pk=job_id).update(stage=f"embedding images ({len(chunks)} chunks)", done=0, total=len(todo))
+    return chunks
+
+
+def embed_chunk(job_id: int | str, index: int, item_ids: Sequence[int]) -> int:
+    """Embed one chunk into ``chunk-<index>.npy``; a retry of a finished chunk does nothing."""
+    path = job_dir(job_id) / f"chunk-{index}.npy"
+    if path.exists():
+        return 0
+    vectors = embed_items(list(item_ids), on_batch=lambda n: add_progress(_int_or_none(job_id), n))
+    _save_npy(path, vectors)
+    return len(item_ids)
+
+
+def finish_reindex(job_id: int | str, *, shards: int | None = None) -> IndexVersion:
+    """Assemble the plan and the chunk files, build and switch to the new version, mark the job done."""
+    directory = job_dir(job_id)
+    plan = json.loads((directory / "plan.json").read_text())
+    item_ids = np.load(directory / "item_ids.npy").tolist()
+    mask = np.load(directory / "reused_mask.npy")
+    vectors = np.load(directory / "vectors.npy")
+    fresh = [np.load(directory / f"chunk-{i}.npy") for i in range(plan["chunks"])]
+    if fresh:
+        vectors[~mask] = np.concatenate(fresh)
+    job_pk = _int_or_none(job_id)
+    version = build_version(item_ids, vectors, job_id=job_pk, shards=shards or settings.INDEX_SHARDS,
+                            snapshot=datetime.fromisoformat(plan["snapshot"]))
+    result = {"version": version.name, "count": version.count, "embedded": plan["embedded"],
+              "reused": plan["reused"], "chunks": plan["chunks"], "shards": version.manifest.get("shards", 1),
+              "seconds": round(time.time() - plan["started"], 1)}
+    if job_pk is not None:
+        total = plan["embedded"] or 1
+        Job.objects.filter(pk=job_pk).update(status=Job.Status.DONE, stage="done", done=total, total=total,
+                                             result=result, finished=timezone.now())
+    shutil.rmtree(directory, ignore_errors=True)
+    return version
+
+
+def _int_or_none(job_id):
+    return job_id if isinstance(job_id, int) else None
+
+
+def reindex(job_id: int | None = None, *, reuse: bool = True, shards: int | None = None,
             progress: Callable[[str, int, int], None] | None = None) -> IndexVersion:
     """The whole reindex in this process. With ``job_id`` the Job row is updated as it goes."""
-    started = time.perf_counter()
-
-    def report(stage, done, total):
-        set_progress(job_id, stage, done, total)
-        if progress:
-            progress(stage, done, total)
-
+    key = job_id if job_id is not None else f"local-{uuid.uuid4().hex[:8]}"
     try:
-        item_ids = list(Item.objects.filter(hidden=False).order_by("pk").values_list("pk", flat=True))
-        if not item_ids:
-            raise RuntimeError("the catalog is empty: run `python manage.py import_catalog` first")
-        encoder_version = get_models().version("encoder")
-        mask, reused = reusable_vectors(item_ids, encoder_version) if reuse else (np.zeros(len(item_ids), bool), None)
-        todo = [pk for pk, m in zip(item_ids, mask) if not m]
-        done = 0
-        report("embedding images", 0, len(todo))
-
-        def advance(n):
-            nonlocal done
-            done += n
-            report("embedding images", done, len(todo))
-
-        fresh = embed_items(todo, advance)
-        vectors = np.zeros((len(item_ids), fresh.shape[1]), np.float32)
-        if mask.any():
-            vectors[mask] = reused
-        vectors[~mask] = fresh
-        version = build_version(item_ids, vectors, job_id=job_id, shards=shards)
-        result = {"version": version.name, "count": version.count, "embedded": len(todo),
-                  "reused": int(mask.sum()), "seconds": round(time.perf_counter() - started, 1)}
-        if job_id is not None:
-            Job.objects.filter(pk=job_id).update(status=Job.Status.DONE, stage="done", done=len(todo) or 1,
-                                                 total=len(todo) or 1, result=result, finished=timezone.now())
-        report("done", 1, 1)
+        chunks = plan_reindex(key, reuse=reuse)
+        total, done = sum(len(c) for c in chunks), 0
+        if progress:
+            progress("embedding images", 0, total)
+        for i, chunk in enumerate(chunks):
+            done += embed_chunk(key, i, chunk)
+            if progress:
+                progress("embedding images", done, total)
+        version = finish_reindex(key, shards=shards)
+        if progress:
+            progress("done", 1, 1)
         return version
     except Exception as exc:
         log.exception("reindex failed")
         if job_id is not None:
-            Job.objects.filter(pk=job_id).update(status=Job.Status.FAILED, message=str(exc)[:2000],
-                                                 finished=timezone.now())
+            fail_job(job_id, str(exc))
         raise
+    finally:
+        if job_id is None:
+            shutil.rmtree(job_dir(key), ignore_errors=True)
 
+
+def add_live_item(item: Item) -> LiveVector:
+    """Make ``item`` searchable now: embed its image into the live buffer (replacing an older vector).
+
+    Runs the encoder where queries run (an inference worker when SEARCH_IN_WORKERS, else here).
+    Raises ``search.images.ImageInputError`` for an unreadable image and ``SearchUnavailable``
+    when the workers cannot be reached."""
+    from workers.tasks import encode_with_version
+
+    encoded, encoder_version = encode_with_version(Path(item.image_path).read_bytes(), "photo")
+    live, _ = LiveVector.objects.update_or_create(
+        item=item, defaults={"vector": np.ascontiguousarray(encoded.vector, np.float32).tobytes(),
+                             "encoder_version": encoder_version})
+    return live

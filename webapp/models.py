@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from django.db import models
 from django.urls import reverse
 
@@ -119,3 +120,35 @@ class Job(models.Model):
     @property
     def percent(self) -> int:
         return int(100 * self.done / self.total) if self.total else (100 if self.status == self.Status.DONE else 0)
+
+
+class LiveVector(models.Model):
+    """An item's vector kept outside the Annoy index: added or changed since the active version was built.
+
+    Searches merge an exact search over these rows with Annoy's hits, so a new item is findable at
+    once; the next reindex folds the item into the index and deletes the row (unless the item changed
+    again while it was building).
+    """
+
+    item = models.OneToOneField(Item, on_delete=models.CASCADE, related_name="live_vector")
+    vector = models.BinaryField(help_text="float32 bytes, L2-normalised")
+    encoder_version = models.CharField(max_length=64, blank=True)
+    created = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"live vector of item {self.item_id}"
+
+    def as_array(self) -> np.ndarray:
+        return np.frombuffer(bytes(self.vector), dtype=np.float32)
+
+
+class ApiToken(models.Model):
+    """A bearer token for the write API (``Authorization: Bearer <key>``); acts as its staff user."""
+
+    key = models.CharField(max_length=64, unique=True)
+    user = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"token {self.name or self.pk} of {self.user}"

@@ -16,7 +16,7 @@ from django.conf import settings
 
 from search.engine import Encoded, ModelSet
 from search.index import AnnoyStore, IndexFileError
-from webapp.models import IndexEntry, IndexVersion, Item
+from webapp.models import IndexEntry, IndexVersion, Item, LiveVector
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
@@ -114,35 +114,69 @@ class SearchResult:
     index_version: str = ""
 
 
+def live_vectors() -> tuple[np.ndarray, np.ndarray]:
+    """(item pks, vectors) of the live buffer: items added or changed since the active index was built."""
+    rows = list(LiveVector.objects.values_list("item_id", "vector"))
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+    pks = np.array([pk for pk, _ in rows], dtype=np.int64)
+    return pks, np.stack([np.frombuffer(bytes(v), dtype=np.float32) for _, v in rows])
+
+
+def live_hits(vector: np.ndarray, k: int, filters: Filters, exclude_item: int | None,
+              live: tuple[np.ndarray, np.ndarray]) -> list[tuple[int, float]]:
+    """Exact search over the live buffer's visible items: (item pk, cosine) best first."""
+    pks, vectors = live
+    if not len(pks) or vectors.shape[1] != len(vector):
+        return []
+    visible = set(filters.queryset().filter(pk__in=pks.tolist()).values_list("pk", flat=True))
+    keep = np.array([int(pk) in visible and int(pk) != exclude_item for pk in pks])
+    if not keep.any():
+        return []
+    sims = vectors[keep] @ np.asarray(vector, dtype=np.float32)
+    order = np.argsort(-sims)[:k]
+    return [(int(pks[keep][i]), float(sims[i])) for i in order]
+
+
 def search_vector(encoded: Encoded, k: int, filters: Filters | None = None, exclude_item: int | None = None) -> SearchResult:
+    """Annoy's hits on the active version merged with an exact search over the live buffer."""
     from search.engine import timed
 
     filters = filters or Filters()
     timings = dict(encoded.timings_ms)
     version, store, item_of = active_store()
+    with timed(timings, "live"):
+        live = live_vectors() if encoded.space == "image" else (np.zeros(0, np.int64), None)
+        superseded = set(live[0].tolist())  # their indexed vectors are stale (or they are new)
+        fresh = live_hits(encoded.vector, k, filters, exclude_item, live) if len(live[0]) else []
+    extra = 8 + len(superseded)
     with timed(timings, "database"):
         allowed = None
         if filters.any():
             allowed = np.isin(item_of, np.fromiter(filters.queryset().values_list("pk", flat=True), dtype=np.int64))
     with timed(timings, "ann"):
-        raw = store.query(encoded.vector, k + 8, space=encoded.space, allowed=allowed)
+        raw = store.query(encoded.vector, k + extra, space=encoded.space, allowed=allowed)
     with timed(timings, "database"):
         pks = [int(item_of[i]) for i, _ in raw]
-        items = Item.objects.in_bulk([pk for pk in pks if pk >= 0])
+        items = Item.objects.in_bulk([pk for pk in pks if pk >= 0] + [pk for pk, _ in fresh])
         hits = []
         for (annoy_id, score), pk in zip(raw, pks):
             item = items.get(pk)
-            if item is None or item.hidden or pk == exclude_item:
+            if item is None or item.hidden or pk == exclude_item or pk in superseded:
                 continue
             hits.append(Hit(item, score))
-        if len(hits) < k and len(raw) >= k + 8:
+        if len(hits) < k and len(raw) >= k + extra:
             # Many hidden items among the nearest: search again with an explicit mask.
             visible = np.isin(item_of, np.fromiter(filters.queryset().values_list("pk", flat=True), dtype=np.int64))
             if exclude_item is not None:
                 visible &= item_of != exclude_item
+            if superseded:
+                visible &= ~np.isin(item_of, np.fromiter(superseded, dtype=np.int64))
             raw = store.query(encoded.vector, k, space=encoded.space, allowed=visible)
-            items = Item.objects.in_bulk([int(item_of[i]) for i, _ in raw])
+            items.update(Item.objects.in_bulk([int(item_of[i]) for i, _ in raw]))
             hits = [Hit(items[int(item_of[i])], s) for i, s in raw if int(item_of[i]) in items]
+        hits.extend(Hit(items[pk], score) for pk, score in fresh if pk in items)
+        hits.sort(key=lambda h: -h.score)
     return SearchResult(hits=hits[:k], timings_ms=timings, index_version=version.name)
 
 
@@ -151,7 +185,10 @@ def similar_items(item: Item, k: int, filters: Filters | None = None) -> SearchR
     version, store, item_of = active_store()
     timings: dict[str, float] = {}
     positions = np.flatnonzero(item_of == item.pk)
-    if len(positions):
+    live = LiveVector.objects.filter(item=item).first()
+    if live is not None:
+        vector = live.as_array()
+    elif len(positions):
         vector = np.asarray(store.vectors("image")[positions[0]])
     else:
         from search.engine import timed

@@ -121,18 +121,32 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = UPLOAD_MAX_BYTES + 1024 * 1024
 # Search
 SEARCH_DEFAULT_K = envint("SEARCH_DEFAULT_K", 12)
 SEARCH_MAX_K = envint("SEARCH_MAX_K", 100)
-INDEX_N_TREES = envint("INDEX_N_TREES", 32)
-INDEX_SEARCH_K = envint("INDEX_SEARCH_K", 3000)
+INDEX_N_TREES = envint("INDEX_N_TREES", 64)
+INDEX_SEARCH_K = envint("INDEX_SEARCH_K", 20000)
 INDEX_KEEP_VERSIONS = envint("INDEX_KEEP_VERSIONS", 2)
 TORCH_THREADS = envint("TORCH_THREADS", 0)  # 0: PyTorch's default
+CAPTION_METHOD = env("CAPTION_METHOD", "neighbour")  # "neighbour" or "lstm": the BLEU winner, see README
 SKETCH_ROAD = env("SKETCH_ROAD", "direct")  # "direct" (encoder saw sketches) or "gan" (pix2pix first); see README
 
 # Celery: Redis when REDIS_URL is set, else a filesystem broker under VAR_DIR (no server needed).
+# Queues: inference (query encoding, live additions) and index (reindex chunks and the build).
 REDIS_URL = env("REDIS_URL", "")
-CELERY_BROKER_DIR = VAR_DIR / "broker"
+CELERY_BROKER_DIR = envpath("CELERY_BROKER_DIR", VAR_DIR / "broker")
+CELERY_INFERENCE_QUEUE = env("CELERY_INFERENCE_QUEUE", "inference")
+CELERY_INDEX_QUEUE = env("CELERY_INDEX_QUEUE", "index")
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
     CELERY_RESULT_BACKEND = REDIS_URL
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        # An unacknowledged task (its worker died) goes back to the queue after this long; keep it
+        # above the longest task (one reindex chunk, the Annoy build).
+        "visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", 3600),
+        "socket_connect_timeout": 2,
+        "socket_timeout": 5,
+    }
+    CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 5}
+    CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = 2
+    CELERY_REDIS_SOCKET_TIMEOUT = 5
 else:
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -140,15 +154,33 @@ else:
         "data_folder_out": str(CELERY_BROKER_DIR / "queue"),
         "processed_folder": str(CELERY_BROKER_DIR / "processed"),
         "store_processed": False,
+        "polling_interval": 0.05,  # seconds between directory scans (kombu's default 1 s adds ~0.5 s a task)
     }
     CELERY_RESULT_BACKEND = f"file://{CELERY_BROKER_DIR / 'results'}"
 CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_DEFAULT_QUEUE = "index"
-CELERY_INFERENCE_QUEUE = env("CELERY_INFERENCE_QUEUE", "inference")
-CELERY_INDEX_QUEUE = env("CELERY_INDEX_QUEUE", "index")
+CELERY_TASK_DEFAULT_QUEUE = CELERY_INDEX_QUEUE
+CELERY_TASK_ROUTES = {"workers.encode_query": {"queue": CELERY_INFERENCE_QUEUE},
+                      "workers.embed_live_item": {"queue": CELERY_INFERENCE_QUEUE}}
+CELERY_RESULT_EXPIRES = 3600
+# Fail fast when the broker is down: a search answers 503 within seconds instead of hanging.
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5}
+
+# Interactive search in workers: the web process sends the decoded query to the inference queue
+# and waits SEARCH_WORKER_TIMEOUT seconds, so web processes never load torch. Default: on with
+# Redis (deployments), off for the embedded filesystem broker (see README for the figures).
+SEARCH_IN_WORKERS = envbool("SEARCH_IN_WORKERS", bool(REDIS_URL))
+SEARCH_WORKER_TIMEOUT = float(env("SEARCH_WORKER_TIMEOUT", "10"))
+# Reindex: items per chunk task (a Celery group over all index workers; vectors go to files under
+# ARTIFACTS_DIR/reindex/), and how many Annoy files the index is split into.
+REINDEX_CHUNK_SIZE = envint("REINDEX_CHUNK_SIZE", 2048)
+INDEX_SHARDS = envint("INDEX_SHARDS", 1)
+# Health: how long /healthz waits for the broker and for workers to answer.
+HEALTH_TIMEOUT = float(env("HEALTH_TIMEOUT", "1.5"))
 
 LOGGING = {
     "version": 1,

@@ -11,8 +11,13 @@ import torch
 from models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from models.image_encoder import EncoderConfig, ImageEncoder
 from models.text import UNK, TextConfig, TextEncoder, Tokenizer, colour_histogram
-from models.train_text import (PROFILES, load_text_model, retrieval_metrics_from_vectors, text_retrieval_metrics,
-                               train_text)
+from models.train_text import (
+    PROFILES,
+    load_text_model,
+    retrieval_metrics_from_vectors,
+    text_retrieval_metrics,
+    train_text,
+)
 from models.training import EpochCheckpointer
 
 TITLES = ["Turtle Check Men Navy Blue Shirt", "Peter England Men Party Blue Jeans", "Puma Men Red T-shirt",
@@ -63,7 +68,7 @@ def test_unknown_brand_gets_unk_id_and_character_trigrams(tokenizer):
 
 def test_tokenizer_round_trips_through_dict(tokenizer):
     again = Tokenizer.from_dict(tokenizer.to_dict())
-    for a, b in zip(tokenizer.encode(TITLES + ["new brand"]), again.encode(TITLES + ["new brand"])):
+    for a, b in zip(tokenizer.encode(TITLES + ["new brand"]), again.encode(TITLES + ["new brand"]), strict=True):
         assert torch.equal(a, b)
 
 

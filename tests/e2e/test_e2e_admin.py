@@ -1,0 +1,57 @@
+"""Staff in a real browser: log in through the admin, rebuild the index and watch the progress bar
+reach done, then read the model report with its embedding map."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.conftest import skip_without_browser
+from webapp.models import IndexVersion, Job
+
+pytestmark = [pytest.mark.e2e, skip_without_browser]
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def staff(django_user_model):
+    return django_user_model.objects.create_user("curator", password=PASSWORD, is_staff=True, is_superuser=True)
+
+
+def log_in(web, staff, next_path: str):
+    page = web.open(f"/admin/login/?next={next_path}")
+    page.get_by_label("Username").fill(staff.username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"**{next_path}")
+    return page
+
+
+def test_reindex_from_the_admin_reaches_done(web, searchable, staff, eager_celery):
+    before = IndexVersion.objects.get(is_active=True)
+    page = log_in(web, staff, "/admin/webapp/indexversion/")
+    web.shot(page, "10-admin-index-versions")
+    page.get_by_role("button", name="Rebuild the search index").click()
+    page.wait_for_url("**/jobs/*/")
+    page.wait_for_function("document.getElementById('job-status').textContent === 'done'")
+    assert page.locator("#job-bar").evaluate("bar => bar.value") == 100
+    web.shot(page, "11-reindex-done")
+    assert Job.objects.get().status == "done"
+    active = IndexVersion.objects.get(is_active=True)
+    assert active.pk != before.pk and active.count == 160
+
+
+def test_model_report_with_embedding_map(web, searchable, staff):
+    page = log_in(web, staff, "/report/")
+    assert page.get_by_role("heading", name="Model report").is_visible()
+    assert page.locator(".checkpoint h3").first.inner_text().startswith("encoder")
+    page.wait_for_function("document.querySelectorAll('#embedding svg circle').length === 160")
+    assert page.locator("img.curves, .curves img").first.evaluate("img => img.complete && img.naturalWidth > 0")
+    page.locator("#map-legend button").first.click()
+    assert page.locator("#map-legend button").first.get_attribute("aria-pressed") == "true"
+    page.locator("#embedding svg circle.lit").first.click()
+    item = page.locator("#map-item")
+    assert item.locator("a").get_attribute("href").startswith("/items/")
+    item.locator("img").evaluate("img => img.decode()")
+    web.shot(page, "12-model-report")
+    # Staff see the report in the main navigation.
+    assert page.get_by_role("navigation", name="main").get_by_role("link", name="Model report").is_visible()

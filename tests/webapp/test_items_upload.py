@@ -1,0 +1,91 @@
+"""Staff upload with tag suggestions: the page flow and POST /api/items, good and bad input."""
+
+import io
+import secrets
+
+import numpy as np
+import pytest
+
+from tests.conftest import COLOURS, draw_item, jpeg_bytes
+from webapp.models import ApiToken, Item
+
+pytestmark = pytest.mark.django_db
+
+
+def photo(category="Watches", seed=3, name="p.jpg"):
+    f = io.BytesIO(jpeg_bytes(draw_item(category, COLOURS["Red"], np.random.default_rng(seed))))
+    f.name = name
+    return f
+
+
+def test_anonymous_users_cannot_write(client, searchable):
+    assert client.post("/api/items", {"image": photo(), "title": "x"}).status_code == 401
+    assert client.post("/api/items/suggest", {"image": photo()}).status_code == 401
+    res = client.get("/items/new/")
+    assert res.status_code == 302 and "/admin/login/" in res["Location"]
+    assert client.post("/items/new/", {"image": photo(), "title": "x"}).status_code == 302
+    assert Item.objects.count() == 160
+
+
+def test_token_upload_suggests_tags_and_saves(client, searchable, django_user_model):
+    user = django_user_model.objects.create_user("bot", is_staff=True)
+    key = secrets.token_hex(20)
+    ApiToken.objects.create(key=key, user=user)
+    res = client.post("/api/items", {"image": photo("Watches"), "title": "Acme Men Red Watches 99"},
+                      HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert res.status_code == 201, res.content
+    body = res.json()
+    tags = body["suggestion"]["tags"]
+    assert {"category", "gender", "colour"} <= tags.keys()
+    assert abs(sum(t["confidence"] for t in tags["category"]) - 1) < 0.5  # top-3 of a softmax
+    assert body["suggestion"]["model"] == "fused"
+    assert body["suggestion"]["heatmap"].startswith("data:image/png;base64,")
+    item = Item.objects.get(pk=body["item"]["id"])
+    assert item.source == "upload" and item.category == tags["category"][0]["label"]
+    assert item.image_path.endswith(".jpg") and "staging" not in item.image_path
+    assert client.get(f"/items/{item.pk}/image").status_code == 200
+
+
+def test_non_staff_token_is_refused(client, searchable, django_user_model):
+    user = django_user_model.objects.create_user("shopper")
+    ApiToken.objects.create(key="k" * 40, user=user)
+    res = client.post("/api/items", {"image": photo(), "title": "x"}, HTTP_AUTHORIZATION="Bearer " + "k" * 40)
+    assert res.status_code == 401 and "staff" in res.json()["error"]
+
+
+@pytest.mark.parametrize("payload,message", [
+    ({"title": "no image"}, "image"),
+    ({"image": io.BytesIO(b"GIF89a not really"), "title": "x"}, "not a readable image"),
+    ({"image": "photo", "title": "t" * 300}, "longer than 200"),
+])
+def test_bad_uploads_are_400_and_store_nothing(staff_client, searchable, settings, payload, message):
+    if payload.get("image") == "photo":
+        payload["image"] = photo()
+    elif "image" in payload:
+        payload["image"].name = "x.gif"
+    res = staff_client.post("/api/items", payload)
+    assert res.status_code == 400 and message in res.json()["error"]
+    assert Item.objects.count() == 160
+    staging = settings.MEDIA_ROOT / "staging"
+    assert not staging.exists() or not any(staging.iterdir())
+
+
+def test_page_flow_suggest_then_confirm(staff_client, searchable):
+    res = staff_client.post("/items/new/", {"action": "suggest", "image": photo("Handbags")})
+    html = res.content.decode()
+    assert res.status_code == 200 and 'name="token"' in html and "data:image/png;base64," in html
+    assert "image-only" in html  # no title: the image-only twin answered
+    token = html.split('name="token" value="')[1].split('"')[0]
+    res = staff_client.post("/items/new/", {"action": "save", "token": token, "title": "New bag",
+                                             "category": "Handbags", "gender": "Women", "colour": "Red"})
+    assert res.status_code == 302
+    item = Item.objects.get(title="New bag")
+    assert (item.category, item.gender, item.colour) == ("Handbags", "Women", "Red")
+
+
+def test_page_errors_are_plain_words(staff_client, searchable):
+    res = staff_client.post("/items/new/", {"action": "suggest"})
+    assert res.status_code == 400 and "choose a product photo" in res.content.decode()
+    res = staff_client.post("/items/new/", {"action": "save", "token": "../../etc/passwd", "title": "x",
+                                             "category": "Tshirts"})
+    assert res.status_code == 400 and "invalid" in res.content.decode()

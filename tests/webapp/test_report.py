@@ -1,0 +1,89 @@
+"""The staff model report: checkpoints with curves, GAN samples, evaluation, confusion matrix, embedding map."""
+
+import io
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from models.checkpoint import save_checkpoint
+from webapp.models import Item
+
+pytestmark = pytest.mark.django_db
+
+
+def fake_checkpoint(models_dir, name="encoder", epochs=3):
+    history = [{"epoch": e, "loss": 2.0 / e, "seconds": 1.5 * e, "val_accuracy": 0.5 + 0.1 * e} for e in range(1, epochs + 1)]
+    return save_checkpoint(models_dir / f"{name}.pt", kind=name, config={"embed_dim": 8}, model=torch.nn.Linear(2, 2),
+                           metrics={"val_accuracy": 0.8, "val_p_at_5": 0.75},
+                           train={"profile": {"name": "tiny"}, "device": "cpu", "seconds": 125.0, "history": history})
+
+
+def png(path, colour="red"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (8, 8), colour).save(path)
+
+
+def test_report_is_for_staff_only(client, artifacts, django_user_model):
+    res = client.get("/report/")
+    assert res.status_code == 302 and "/admin/login/" in res["Location"]
+    django_user_model.objects.create_user("shopper", password="pw")
+    client.login(username="shopper", password="pw")
+    assert client.get("/report/").status_code == 302
+    assert client.get("/report/embedding.json").status_code == 302
+
+
+def test_empty_report_says_what_to_run(admin_client, artifacts):
+    html = admin_client.get("/report/").content.decode()
+    assert "No checkpoints yet" in html and "No GAN sample grid yet" in html
+    assert "No evaluation yet" in html and "Not available yet" in html
+    assert "no search index yet" in html
+    assert admin_client.get("/report/embedding.json").status_code == 503
+
+
+def test_checkpoint_facts_metrics_and_cached_curves(admin_client, artifacts):
+    payload = fake_checkpoint(artifacts / "models")
+    (artifacts / "models" / "broken.pt").write_bytes(b"not a checkpoint")
+    html = admin_client.get("/report/").content.decode()
+    assert payload["version"] in html and "2 min 5 s" in html and "val_p_at_5" in html and "0.7500" in html
+    assert "broken.pt" in html and "cannot be read" in html
+    assert 'src="/report/curves/encoder.png"' in html
+
+    res = admin_client.get("/report/curves/encoder.png")
+    assert res.status_code == 200 and res["Content-Type"] == "image/png"
+    cached = list((artifacts / "reports").glob("curves-encoder-*.png"))
+    assert len(cached) == 1 and Image.open(cached[0]).size[0] > 300
+    assert admin_client.get("/report/curves/nothing.png").status_code == 404
+    assert admin_client.get("/report/curves/..%2Fsecret.png").status_code == 404
+
+
+def test_gan_samples_last_epoch_confusion_and_evaluation(admin_client, artifacts):
+    samples = artifacts / "models" / "sketch2image-samples"
+    png(samples / "epoch-9.png", "red")
+    png(samples / "epoch-10.png", "blue")
+    png(artifacts / "reports" / "confusion.png", "green")
+    (artifacts / "reports" / "evaluate.json").write_text(json.dumps(
+        {"photo": {"p_at_5": 0.81234, "n": 40}, "sketch": {"direct": {"p_at_5": 0.5}}, "seconds": 3.2}))
+    html = admin_client.get("/report/").content.decode()
+    assert "/report/images/gan-samples.png" in html and "/report/images/confusion.png" in html
+    assert "0.8123" in html and "direct.p_at_5" in html
+
+    grid = admin_client.get("/report/images/gan-samples.png")
+    assert Image.open(io.BytesIO(grid.getvalue())).getpixel((0, 0)) == (0, 0, 255)  # epoch 10, not 9
+    assert admin_client.get("/report/images/confusion.png").status_code == 200
+    assert admin_client.get("/report/images/passwords.png").status_code == 404
+
+
+def test_embedding_map_points_are_indexed_items(admin_client, searchable):
+    res = admin_client.get("/report/embedding.json")
+    body = res.json()
+    assert res.status_code == 200 and body["method"] == "PCA"
+    assert len(body["points"]) == Item.objects.count() == 160
+    names = [c["name"] for c in body["categories"]]
+    assert sorted(names) == ["Casual Shoes", "Handbags", "Tshirts", "Watches"]
+    x, y, pk, cat, title = body["points"][0]
+    assert 0 <= x <= 1 and 0 <= y <= 1 and Item.objects.get(pk=pk).title == title
+    assert Item.objects.get(pk=pk).category == names[cat]
+    html = admin_client.get("/report/").content.decode()
+    assert 'data-url="/report/embedding.json"' in html and "Embedding map" in html

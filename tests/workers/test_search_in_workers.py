@@ -1,0 +1,115 @@
+"""Queries through the inference queue: a real worker process, a real Redis, real tiny models."""
+
+import time
+
+import numpy as np
+import pytest
+
+from tests.conftest import COLOURS, draw_item, jpeg_bytes
+from tests.workers.conftest import wait_for
+
+pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
+
+
+def test_round_trip_and_search_through_a_worker(workers, searchable, settings, client):
+    from workers.tasks import echo, encode_query
+
+    workers.start("infer", [settings.CELERY_INFERENCE_QUEUE, settings.CELERY_INDEX_QUEUE])
+    assert echo.apply_async(({"x": [1, 2]},), queue=settings.CELERY_INFERENCE_QUEUE).get(timeout=20) == {"x": [1, 2]}
+
+    photo = jpeg_bytes(draw_item("Watches", COLOURS["Blue"], np.random.default_rng(5)))
+    local = encode_query(photo, "photo", in_workers=False)
+    remote = encode_query(photo, "photo", in_workers=True)
+    np.testing.assert_allclose(remote.vector, local.vector, atol=1e-5)
+    assert "queue" in remote.timings_ms and "encoder" in remote.timings_ms
+
+    # The query path with SEARCH_IN_WORKERS: the same hits as in-process.
+    settings.SEARCH_IN_WORKERS = True
+    assert [h.item.category for h in search(photo).hits].count("Watches") >= 3
+
+    # Round-trip figures for the report (printed with -s).
+    def best(fn, n=15):
+        times = []
+        for _ in range(n):
+            t = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t) * 1000)
+        return float(np.median(times))
+
+    echo_ms = best(lambda: echo.apply_async((1,), queue=settings.CELERY_INFERENCE_QUEUE).get(timeout=10))
+    local_ms = best(lambda: encode_query(photo, "photo", in_workers=False))
+    remote_ms = best(lambda: encode_query(photo, "photo", in_workers=True))
+    print(f"\n[redis] echo round trip {echo_ms:.1f} ms; encode photo in-process {local_ms:.1f} ms, "
+          f"through worker {remote_ms:.1f} ms (added {remote_ms - local_ms:.1f} ms)")
+
+
+def test_bad_upload_fails_before_any_round_trip(celery_redis, settings):
+    from search.images import ImageInputError
+    from workers.tasks import encode_query
+
+    with pytest.raises(ImageInputError):
+        encode_query(b"not an image", "photo", in_workers=True, timeout=1)
+
+
+def test_no_worker_answers_unavailable(celery_redis, searchable, settings):
+    from webapp.services import SearchUnavailable
+
+    settings.SEARCH_IN_WORKERS = True
+    settings.SEARCH_WORKER_TIMEOUT = 1.0
+    photo = jpeg_bytes(draw_item("Watches", COLOURS["Red"], np.random.default_rng(6)))
+    started = time.monotonic()
+    with pytest.raises(SearchUnavailable, match="no search worker answered"):
+        search(photo)
+    assert time.monotonic() - started < 5
+
+
+def test_redis_stopped_answers_503_then_recovers(workers, own_redis, searchable, settings, client):
+    from tests.workers.conftest import use_broker
+    from webapp.services import SearchUnavailable
+
+    # Everything on a private redis-server that this test stops and restarts.
+    settings.REDIS_URL = settings.CELERY_BROKER_URL = settings.CELERY_RESULT_BACKEND = own_redis.url
+    use_broker(workers_app(), own_redis.url, settings.CELERY_INFERENCE_QUEUE, settings.CELERY_INDEX_QUEUE)
+    workers.env["REDIS_URL"] = own_redis.url
+    workers.start("infer", [settings.CELERY_INFERENCE_QUEUE])
+    settings.SEARCH_IN_WORKERS = True
+    settings.SEARCH_WORKER_TIMEOUT = 5.0
+    photo = jpeg_bytes(draw_item("Handbags", COLOURS["Green"], np.random.default_rng(7)))
+
+    def status() -> tuple[int, str]:
+        try:
+            search(photo)
+            return 200, ""
+        except SearchUnavailable as exc:  # the API maps it to 503 with this message
+            return 503, str(exc)
+
+    assert status()[0] == 200
+    assert client.get("/healthz").status_code == 200
+
+    own_redis.stop()
+    started = time.monotonic()
+    code, message = status()
+    elapsed = time.monotonic() - started
+    assert code == 503 and ("broker" in message or "worker" in message), message
+    assert elapsed < 8, elapsed
+    health = client.get("/healthz")
+    assert health.status_code == 503 and not health.json()["checks"]["broker"]["ok"]
+
+    own_redis.start()
+    wait_for(lambda: status()[0] == 200, timeout=30, interval=0.5, what="search to recover")
+    assert client.get("/healthz").status_code == 200
+    print(f"\n[redis stopped] 503 after {elapsed:.2f} s")
+
+
+def search(photo: bytes):
+    """What webapp/queries.py does for a photo: encode (in a worker or here), then search."""
+    from webapp.services import search_vector
+    from workers.tasks import encode_query
+
+    return search_vector(encode_query(photo, "photo"), 5)
+
+
+def workers_app():
+    from workers.celery_app import app
+
+    return app

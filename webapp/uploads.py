@@ -1,0 +1,121 @@
+"""Staff uploads of new products: safe storage, tag suggestions, caption drafts, saving the item."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+from PIL import Image
+
+from search.images import fit_to_model
+from search.tagging import Suggestion, suggest_tags
+from webapp.models import Item
+from webapp.queries import QueryError, decode_upload, png_data_uri
+from webapp.services import get_models
+
+TOKEN = re.compile(r"^[0-9a-f]{32}$")
+MAX_TITLE = 200
+
+
+@dataclass
+class StagedUpload:
+    token: str
+    path: Path
+    image: np.ndarray  # model-sized uint8 (80, 60, 3)
+
+
+def staging_dir() -> Path:
+    path = Path(settings.MEDIA_ROOT) / "staging"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def stage_upload(upload) -> StagedUpload:
+    """Decode (refusing non-images), re-encode as JPEG under a random name. User bytes are never stored."""
+    img = decode_upload(upload, "product photo")
+    token = uuid.uuid4().hex
+    path = staging_dir() / f"{token}.jpg"
+    img.thumbnail((1200, 1600))
+    img.save(path, "JPEG", quality=92)
+    return StagedUpload(token, path, fit_to_model(img))
+
+
+def load_staged(token: str) -> StagedUpload:
+    if not TOKEN.match(token or ""):
+        raise QueryError("the upload reference is invalid: upload the photo again")
+    path = staging_dir() / f"{token}.jpg"
+    if not path.is_file():
+        raise QueryError("the uploaded photo has expired: upload it again")
+    with Image.open(path) as img:
+        return StagedUpload(token, path, fit_to_model(img.convert("RGB")))
+
+
+def clean_title(title: str) -> str:
+    title = " ".join((title or "").split())
+    if len(title) > MAX_TITLE:
+        raise QueryError(f"the title is longer than {MAX_TITLE} characters")
+    return title
+
+
+def caption_draft(image: np.ndarray) -> tuple[str, str]:
+    """A draft title for a photo without one: (text, method). The method is the one that won on BLEU
+    (settings.CAPTION_METHOD): ``neighbour`` copies the nearest catalog item's title, ``lstm`` generates."""
+    models = get_models()
+    if settings.CAPTION_METHOD == "lstm" and models.available("captioner"):
+        return models.generate_caption(image), "lstm"
+    from webapp.services import SearchUnavailable, search_vector
+
+    try:
+        result = search_vector(models.encode_photo(image), 1)
+    except SearchUnavailable:
+        return "", ""
+    return (result.hits[0].item.title, "neighbour") if result.hits else ("", "")
+
+
+def suggest(staged: StagedUpload, title: str) -> tuple[Suggestion, str, str]:
+    """Suggestions, their heatmap as a data URI, and a caption draft when there is no title."""
+    suggestion = suggest_tags(get_models(), staged.image, title)
+    heatmap = png_data_uri(suggestion.heatmap) if suggestion.heatmap is not None else ""
+    if not title:
+        suggestion.title_draft, _method = caption_draft(staged.image)
+    return suggestion, heatmap, suggestion.title_draft
+
+
+def save_item(staged: StagedUpload, *, title: str, category: str, gender: str = "", colour: str = "",
+              sku: str = "") -> Item:
+    """Move the staged photo into the catalog's media and create the item (searchable at once)."""
+    title = clean_title(title)
+    if not title:
+        raise QueryError("a title is required")
+    category = (category or "").strip()
+    if not category or len(category) > 100:
+        raise QueryError("a category is required (at most 100 characters)")
+    sku = (sku or "").strip() or f"u{staged.token[:12]}"
+    if len(sku) > 64 or not re.match(r"^[\w.-]+$", sku):
+        raise QueryError("the catalog id may use letters, digits, '.', '-' and '_' (at most 64)")
+    if Item.objects.filter(sku=sku).exists():
+        raise QueryError(f"an item with catalog id {sku} already exists")
+    items_dir = Path(settings.MEDIA_ROOT) / "items"
+    items_dir.mkdir(parents=True, exist_ok=True)
+    final = items_dir / f"{staged.token}.jpg"
+    with transaction.atomic():
+        item = Item.objects.create(sku=sku, title=title, category=category, gender=(gender or "").strip()[:40],
+                                   colour=(colour or "").strip()[:60], image_path=str(final),
+                                   source=Item.Source.UPLOAD)
+        staged.path.replace(final)
+    make_searchable(item)
+    return item
+
+
+def make_searchable(item: Item) -> None:
+    """Live addition when the workers' buffer exists; otherwise the next reindex picks the item up."""
+    from webapp import indexing
+
+    add = getattr(indexing, "add_live_item", None)
+    if add is not None:
+        add(item)
