@@ -116,6 +116,23 @@ class ModelSet:
     def version(self, role: str) -> str:
         return self._load(role)[1]["version"]
 
+    def text_space(self) -> str:
+        """The index space text queries search: ``text`` (a joint space of its own) or ``image``."""
+        return "text" if self.get("text").space == "joint" else "image"
+
+    def encode_text(self, text: str) -> Encoded:
+        timings: dict[str, float] = {}
+        with timed(timings, "text_encoder"):
+            vec = self.get("text").encode_text([text])[0]
+        return Encoded(vec, self.text_space(), timings)
+
+    def embed_text_space(self, images: np.ndarray) -> np.ndarray:
+        """Catalog photos in the text model's joint space (the ``text`` index space)."""
+        import torch
+
+        with torch.inference_mode():
+            return self.get("text").encode_images(images)
+
     def generate_caption(self, image: np.ndarray) -> str:
         """The LSTM captioner's draft title for one photo (beam search)."""
         from models.captioner import generate_captions

@@ -30,3 +30,10 @@ def precision_at_ks(store: AnnoyStore, query_vectors: np.ndarray, query_labels: 
 
 def ann_recall(store: AnnoyStore, query_vectors: np.ndarray, k: int = 10, space: str = "image") -> float:
     return recall_at_k(store, query_vectors, k=k, space=space)
+
+
+def recall_of_items(store: AnnoyStore, query_vectors: np.ndarray, targets: Sequence[int], *, k: int = 10,
+                    space: str = "image") -> dict[str, float]:
+    """R@k: the share of queries whose own item (annoy id ``targets[i]``) is among the top k."""
+    found = sum(targets[i] in [h for h, _ in store.query(vec, k, space=space)] for i, vec in enumerate(query_vectors))
+    return {f"r_at_{k}": found / max(len(query_vectors), 1)}

@@ -203,7 +203,7 @@ def plan_reindex(job_id: int | str, *, reuse: bool = True, chunk_size: int | Non
             if i is not None:  # the live vector is the newest one for this item
                 vectors[i] = np.frombuffer(bytes(blob), dtype=np.float32)
                 mask[i] = True
-    todo = [pk for pk, m in zip(item_ids, mask) if not m]
+    todo = [pk for pk, m in zip(item_ids, mask, strict=True) if not m]
     size = chunk_size or settings.REINDEX_CHUNK_SIZE
     chunks = [todo[i:i + size] for i in range(0, len(todo), size)]
     _save_npy(directory / "item_ids.npy", np.array(item_ids, dtype=np.int64))

@@ -32,11 +32,19 @@ def models_dir():
     return settings.ARTIFACTS_DIR / "models"
 
 
+def torch_device() -> str:
+    if settings.TORCH_DEVICE != "auto":
+        return settings.TORCH_DEVICE
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def get_models() -> ModelSet:
     global _models
     with _lock:
         if _models is None:
-            _models = ModelSet(models_dir(), device="cpu", threads=settings.TORCH_THREADS)
+            _models = ModelSet(models_dir(), device=torch_device(), threads=settings.TORCH_THREADS)
         return _models
 
 
@@ -160,7 +168,7 @@ def search_vector(encoded: Encoded, k: int, filters: Filters | None = None, excl
         pks = [int(item_of[i]) for i, _ in raw]
         items = Item.objects.in_bulk([pk for pk in pks if pk >= 0] + [pk for pk, _ in fresh])
         hits = []
-        for (annoy_id, score), pk in zip(raw, pks):
+        for (_annoy_id, score), pk in zip(raw, pks, strict=True):
             item = items.get(pk)
             if item is None or item.hidden or pk == exclude_item or pk in superseded:
                 continue

@@ -170,6 +170,9 @@ CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5}
 
+# Where models run: "cpu", "cuda", or "auto" (CUDA when the process sees a GPU). Resolved lazily in the
+# process that loads the models (a worker child), never in a Celery parent.
+TORCH_DEVICE = env("TORCH_DEVICE", "cpu")
 # Interactive search in workers: the web process sends the decoded query to the inference queue
 # and waits SEARCH_WORKER_TIMEOUT seconds, so web processes never load torch. Default: on with
 # Redis (deployments), off for the embedded filesystem broker (see README for the figures).

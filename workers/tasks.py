@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 from celery import chord, group, shared_task
+from celery.exceptions import TimeoutError as CeleryTimeoutError
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
@@ -92,8 +93,8 @@ def encode_with_version(data: bytes, kind: str, road: str = "", *, in_workers: b
     try:
         async_result = encode_query_task.apply_async((_pack(array), kind, road), queue=settings.CELERY_INFERENCE_QUEUE,
                                                      expires=timeout)
-        out = async_result.get(timeout=timeout, propagate=True, disable_sync_subtasks=False)
-    except TimeoutError:
+        out = async_result.get(timeout=timeout, interval=0.01, propagate=True, disable_sync_subtasks=False)
+    except (TimeoutError, CeleryTimeoutError):
         raise SearchUnavailable(f"no search worker answered within {timeout:g} s: start a worker on the "
                                 f"'{settings.CELERY_INFERENCE_QUEUE}' queue") from None
     except Exception as exc:  # broker or result backend unreachable (kombu, redis-py and socket errors)

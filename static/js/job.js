@@ -3,17 +3,22 @@
   const box = document.getElementById("job");
   if (!box) return;
   const url = box.dataset.statusUrl;
+  const $ = (id) => document.getElementById(id);
   async function poll() {
     try {
       const res = await fetch(url, { headers: { Accept: "application/json" } });
       if (res.ok) {
         const job = await res.json();
-        document.getElementById("job-status").textContent = job.status;
-        document.getElementById("job-stage").textContent = job.stage;
-        document.getElementById("job-bar").value = job.percent;
-        document.getElementById("job-count").textContent = `${job.done} / ${job.total}`;
-        document.getElementById("job-message").textContent = job.message || "";
-        if (job.status === "done" || job.status === "failed") return;
+        const ended = job.status === "done" || job.status === "failed";
+        $("job-status").textContent = job.status;
+        $("job-status").className = `job-state ${job.status}`;
+        $("job-stage").textContent = job.stage;
+        $("job-stage").hidden = !job.stage || job.stage === job.status;
+        $("job-bar").value = job.percent;
+        $("job-count").textContent = `${job.done} / ${job.total}`;
+        $("job-message").textContent = job.message || "";
+        $("job-next").hidden = !ended;
+        if (ended) return;
       }
     } catch (e) { /* network hiccup: try again */ }
     setTimeout(poll, 1000);

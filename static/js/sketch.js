@@ -204,6 +204,7 @@
   textInput.addEventListener("input", showSource);
   form.addEventListener("change", (e) => {
     const name = e.target.name;
+    if (!liveSearch.checked) return;
     if ((name === "road" && source === "sketch") || (["category", "gender", "colour"].includes(name) && (source || textInput.value.trim()))) {
       search();
     }
@@ -226,7 +227,16 @@
   }
 
   function sketchBlob() {
-    return new Promise((resolve) => canvas.toBlob(resolve, "image/png"));
+    // On white: an uploaded sketch is opaque and does not fill the square, so "ink = opaque"
+    // would be wrong for it; dark-on-white reads the same for drawn and uploaded strokes.
+    const out = document.createElement("canvas");
+    out.width = canvas.width;
+    out.height = canvas.height;
+    const c = out.getContext("2d");
+    c.fillStyle = "#fff";
+    c.fillRect(0, 0, out.width, out.height);
+    c.drawImage(canvas, 0, 0);
+    return new Promise((resolve) => out.toBlob(resolve, "image/png"));
   }
 
   function showError(message) {
@@ -323,6 +333,8 @@
     const mine = ++sequence;
     if (controller) controller.abort();
     controller = new AbortController();
+    showError("");
+    setLoading(true);
     const data = new FormData();
     if (source === "sketch") data.append("sketch", await sketchBlob(), "sketch.png");
     else if (source === "photo" && photoInput.files[0]) data.append("photo", photoInput.files[0]);
@@ -334,8 +346,6 @@
       if (value) data.append(name, value);
     }
     if (mine !== sequence) return; // a newer search started while the sketch was being exported
-    showError("");
-    setLoading(true);
     let message = "";
     try {
       const res = await fetch(form.dataset.apiUrl, {
@@ -362,8 +372,12 @@
     if (message) {
       showError(message);
       statusLine.textContent = "";
-      const ghosts = resultsBody.querySelector(".skeleton");
-      if (ghosts) ghosts.remove();
+      if (!resultsBody.querySelector(".results")) {
+        const p = document.createElement("p");
+        p.className = "empty";
+        p.textContent = "No results: the search did not run (the message under the search form says why).";
+        resultsBody.replaceChildren(p);
+      }
     }
   }
 

@@ -61,18 +61,37 @@ class Browsing:
     def shot(page, name: str, full_page: bool = True) -> Path:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         path = SCREENSHOTS / f"{name}.png"
+        if full_page:  # lazy images below the fold would be blank in a full-page picture
+            page.evaluate("""() => Promise.all([...document.images].map(img => {
+                img.loading = "eager"; return img.decode().catch(() => null); }))""")
         page.screenshot(path=str(path), full_page=full_page)
         return path
 
     def close(self):
+        # Let requests in flight finish first: the live server must not touch the database after the test.
         for context in self.contexts:
+            for page in context.pages:
+                page.wait_for_load_state("networkidle")
             context.close()
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
 @pytest.fixture
-def web(browser, live_server):
+def web(request, browser, live_server, transactional_db):
+    """Depends on the database so that pages still loading are closed before it is flushed."""
     browsing = Browsing(browser, live_server.url)
     yield browsing
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:  # what the page looked like when the test failed
+        for n, context in enumerate(browsing.contexts):
+            for page in context.pages:
+                browsing.shot(page, f"FAILED-{request.node.name}-{n}", full_page=False)
     browsing.close()
     assert not browsing.errors, f"JavaScript errors on the page: {browsing.errors}"
 

@@ -14,7 +14,8 @@ pytestmark = pytest.mark.django_db
 
 
 def fake_checkpoint(models_dir, name="encoder", epochs=3):
-    history = [{"epoch": e, "loss": 2.0 / e, "seconds": 1.5 * e, "val_accuracy": 0.5 + 0.1 * e} for e in range(1, epochs + 1)]
+    history = [{"epoch": e, "loss": 2.0 / e, "seconds": 1.5 * e, "val_accuracy": 0.5 + 0.1 * e}
+               for e in range(1, epochs + 1)]
     return save_checkpoint(models_dir / f"{name}.pt", kind=name, config={"embed_dim": 8}, model=torch.nn.Linear(2, 2),
                            metrics={"val_accuracy": 0.8, "val_p_at_5": 0.75},
                            train={"profile": {"name": "tiny"}, "device": "cpu", "seconds": 125.0, "history": history})

@@ -107,10 +107,11 @@ def render_curves(summary: dict, target: Path) -> None:
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     history = summary["history"]
     epochs = [row.get("epoch", i + 1) for i, row in enumerate(history)]
-    panels = [(title, s) for title, s in zip(("losses", "metrics"), curve_series(history)) if s]
+    panels = [(title, s) for title, s in zip(("losses", "metrics"), curve_series(history), strict=True) if s]
     fig = Figure(figsize=(4.2 * max(1, len(panels)), 3.0), dpi=100, layout="constrained")
     for n, (title, series) in enumerate(panels, start=1):
         ax = fig.add_subplot(1, len(panels), n)
@@ -118,6 +119,7 @@ def render_curves(summary: dict, target: Path) -> None:
             ax.plot(epochs, values, label=name, linewidth=1.6)
         ax.set_title(f"{summary['kind']} {title}", fontsize=10)
         ax.set_xlabel("epoch", fontsize=9)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, frameon=False)
@@ -264,7 +266,7 @@ def report_embedding(request):
     categories = sorted(counts, key=lambda c: (-counts[c], c))
     index_of = {c: n for n, c in enumerate(categories)}
     points = []
-    for (x, y), i in zip(xy, sample):
+    for (x, y), i in zip(xy, sample, strict=True):
         item = items[int(item_of[i])]
         points.append([round(float(x), 4), round(float(y), 4), item.pk, index_of[item.category], item.title])
     return JsonResponse({"version": version.name, "indexed": int(store.count), "method": "PCA",

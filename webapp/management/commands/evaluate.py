@@ -1,4 +1,9 @@
-"""Evaluate search quality on the test split and print/write every figure as JSON."""
+"""Evaluate every model on the test split and print/write the figures as JSON.
+
+Shape (scripts read it): {"photo": {"p_at_5","p_at_10","n"}, "ann": {"recall_at_10"}, "sketch": {"<road>":
+{"p_at_5","p_at_10"}, "default"}, "text": {"r_at_10","p_at_5"}, "combined": {...}, "classifier": {"image_only":
+{"accuracy"}, "fused": {"accuracy"}}, "captions": {"<method>": {"bleu4"}, "winner"}, "queries": {...}, "models": {...}}
+"""
 
 import json
 import time
@@ -10,38 +15,24 @@ from django.core.management.base import BaseCommand, CommandError
 
 from search.catalog import split_of
 from search.engine import SKETCH_ROADS
-from search.evaluation import ann_recall, precision_at_ks
+from search.evaluation import ann_recall, precision_at_ks, recall_of_items
+from search.fusion import fuse_scores
 from webapp.evaluation_queries import evaluate_query_file
 from webapp.models import Item
 from webapp.services import SearchUnavailable, active_store, get_models
 
 
 class Command(BaseCommand):
-    help = "Photo-query P@5/P@10 and Annoy recall@10 on the test split (plus --queries CSV); JSON to stdout/--json."
+    help = "Every quality figure on the test split (plus --queries CSV); JSON to stdout and --json."
 
     def add_arguments(self, parser):
         parser.add_argument("--json", dest="json_path", default=None, help="also write the figures to this file")
         parser.add_argument("--queries", default=None, help="external query CSV (query_image,kind,text,...)")
         parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N test queries")
 
-    def sketch_figures(self, store, labels, test_ids, image_paths) -> dict:
-        """Sketches made from the held-out test photos, searched by each road."""
-        from search.images import load_image_array
-        from search.train import sketches_of
-
-        photos, _ok = load_image_array([Path(p) for p in image_paths], settings.ARTIFACTS_DIR / "cache")
-        sketches = sketches_of(np.asarray(photos), seed=7)
-        models = get_models()
-        out: dict = {"n": len(test_ids), "default": settings.SKETCH_ROAD}
-        for road in SKETCH_ROADS:
-            if road == "gan" and not models.available("sketch2image"):
-                out[road] = {"unavailable": "the sketch2image model is not trained"}
-                continue
-            self.stdout.write(f"Evaluating {len(test_ids)} synthetic sketch queries by the {road} road...")
-            vectors = np.concatenate([models.embed_sketches(sketches[i : i + 512], road)
-                                      for i in range(0, len(sketches), 512)])
-            out[road] = precision_at_ks(store, vectors, [labels[i] for i in test_ids], labels, exclude=test_ids)
-        return out
+    def say(self, text):
+        self.stdout.write(text)
+        self.stdout.flush()
 
     def handle(self, *args, json_path=None, queries=None, limit=None, **opts):
         started = time.perf_counter()
@@ -49,35 +40,134 @@ class Command(BaseCommand):
             version, store, item_of = active_store()
         except SearchUnavailable as exc:
             raise CommandError(str(exc)) from None
-        items = {pk: (sku, cat, path) for pk, sku, cat, path in
-                 Item.objects.values_list("pk", "sku", "category", "image_path")}
-        labels = [items.get(int(pk), ("", "", ""))[1] for pk in item_of]
-        test_ids = [i for i, pk in enumerate(item_of) if pk in items and split_of(items[int(pk)][0]) == "test"]
+        rows = {pk: row for pk, *row in Item.objects.values_list("pk", "sku", "category", "image_path", "title")}
+        labels = [rows.get(int(pk), ("", "", "", ""))[1] for pk in item_of]
+        test_ids = [i for i, pk in enumerate(item_of) if pk in rows and split_of(rows[int(pk)][0]) == "test"]
         if limit:
             test_ids = test_ids[:limit]
         if not test_ids:
             raise CommandError("no test-split items are in the index")
-        vectors = np.asarray(store.vectors("image")[np.array(test_ids)])
-        self.stdout.write(f"Evaluating {len(test_ids)} test photo queries against {store.count} indexed items...")
-        photo = precision_at_ks(store, vectors, [labels[i] for i in test_ids], labels, exclude=test_ids)
-        recall_sample = vectors[:: max(1, len(vectors) // 1000)]
-        report = {
-            "photo": {**photo, "n": len(test_ids)},
-            "ann": {"recall_at_10": ann_recall(store, recall_sample), "n": len(recall_sample),
-                    "n_trees": version.n_trees, "search_k": store.search_k},
-            "index": {"version": version.name, "count": version.count},
-            "models": {"encoder": get_models().version("encoder")},
-        }
+        test_rows = [rows[int(item_of[i])] for i in test_ids]
+        test_labels = [labels[i] for i in test_ids]
         models = get_models()
-        report["sketch"] = self.sketch_figures(store, labels, test_ids, [items[int(item_of[i])][2] for i in test_ids])
-        if models.available("sketch2image"):
-            report["models"]["sketch2image"] = models.version("sketch2image")
+        report: dict = {"models": {"encoder": models.version("encoder")},
+                        "index": {"version": version.name, "count": version.count}}
+
+        vectors = np.asarray(store.vectors("image")[np.array(test_ids)])
+        self.say(f"Photo queries: {len(test_ids)} test items against {store.count} indexed items...")
+        report["photo"] = {**precision_at_ks(store, vectors, test_labels, labels, exclude=test_ids), "n": len(test_ids)}
+        sample = vectors[:: max(1, len(vectors) // 1000)]
+        report["ann"] = {"recall_at_10": ann_recall(store, sample), "n": len(sample), "n_trees": version.n_trees,
+                         "search_k": store.search_k}
+
+        from search.images import load_image_array
+
+        photos, _ok = load_image_array([Path(r[2]) for r in test_rows], settings.ARTIFACTS_DIR / "cache")
+        photos = np.asarray(photos)
+        sketch_vectors = self.sketch_figures(report, store, labels, test_ids, test_labels, photos)
+        if models.available("text"):
+            self.text_figures(report, store, labels, test_ids, test_labels, [r[3] for r in test_rows], sketch_vectors)
+        if models.available("classifier") or models.available("classifier_image"):
+            self.classifier_figures(report, photos, test_rows)
+        self.caption_figures(report, store, item_of, rows, test_ids, photos, [r[3] for r in test_rows])
         if queries:
             report["queries"] = evaluate_query_file(Path(queries))
         report["seconds"] = round(time.perf_counter() - started, 1)
         report["command"] = "python manage.py evaluate" + (f" --limit {limit}" if limit else "")
         text = json.dumps(report, indent=2)
-        self.stdout.write(text)
+        self.say(text)
         if json_path:
             Path(json_path).parent.mkdir(parents=True, exist_ok=True)
             Path(json_path).write_text(text + "\n")
+
+    def sketch_figures(self, report, store, labels, test_ids, test_labels, photos) -> np.ndarray | None:
+        """Sketches made from the held-out test photos, searched by each road. Returns the default road's vectors."""
+        from search.train import sketches_of
+
+        sketches = sketches_of(photos, seed=7)
+        models = get_models()
+        out: dict = {"n": len(test_ids), "default": settings.SKETCH_ROAD}
+        default_vectors = None
+        for road in SKETCH_ROADS:
+            if road == "gan" and not models.available("sketch2image"):
+                out[road] = {"unavailable": "the sketch2image model is not trained"}
+                continue
+            self.say(f"Sketch queries by the {road} road: {len(test_ids)} synthetic sketches of test photos...")
+            vecs = np.concatenate([models.embed_sketches(sketches[i : i + 512], road)
+                                   for i in range(0, len(sketches), 512)])
+            out[road] = precision_at_ks(store, vecs, test_labels, labels, exclude=test_ids)
+            if road == settings.SKETCH_ROAD:
+                default_vectors = vecs
+        if models.available("sketch2image"):
+            report["models"]["sketch2image"] = models.version("sketch2image")
+        report["sketch"] = out
+        return default_vectors
+
+    def text_figures(self, report, store, labels, test_ids, test_labels, titles, sketch_vectors) -> None:
+        """Held-out titles as queries: R@10 of their own item among all items, P@5 by articleType; and a
+        combined sketch + title query (score fusion, as the API does) against either alone."""
+        models = get_models()
+        space = models.text_space()
+        if not store.has_space(space):
+            report["text"] = {"unavailable": f"the index has no {space!r} space: run `python manage.py reindex`"}
+            return
+        self.say(f"Text queries: {len(titles)} held-out titles against {store.count} items ({space} space)...")
+        tvecs = np.concatenate([models.get("text").encode_text(titles[i : i + 512]) for i in range(0, len(titles), 512)])
+        report["models"]["text"] = models.version("text")
+        report["text"] = {**recall_of_items(store, tvecs, test_ids, k=10, space=space),
+                          **precision_at_ks(store, tvecs, test_labels, labels, ks=(5,), space=space),
+                          "space": space, "n": len(titles)}
+        if sketch_vectors is None:
+            return
+        self.say("Combined queries: synthetic sketch + title...")
+        hits = 0
+        for i, (svec, tvec) in enumerate(zip(sketch_vectors, tvecs)):
+            ranked = fuse_scores(store, [(svec, "image", 0.5), (tvec, space, 0.5)], 10)
+            hits += test_ids[i] in [h for h, _ in ranked]
+        sketch_alone = recall_of_items(store, sketch_vectors, test_ids, k=10, space="image")
+        report["combined"] = {"sketch_plus_title_r_at_10": hits / len(test_ids),
+                              "sketch_alone_r_at_10": sketch_alone["r_at_10"],
+                              "title_alone_r_at_10": report["text"]["r_at_10"], "weights": [0.5, 0.5]}
+
+    def classifier_figures(self, report, photos, test_rows) -> None:
+        from models.classifier import predict
+
+        models = get_models()
+        out = {}
+        for role, name in (("classifier_image", "image_only"), ("classifier", "fused")):
+            if not models.available(role):
+                continue
+            self.say(f"Classifier ({name}) on {len(test_rows)} test items...")
+            model = models.get(role)
+            names = model.config.label_names["category"]
+            titles = [r[3] for r in test_rows] if name == "fused" else None
+            probs = predict(model, photos, titles)["category"]
+            truth = np.array([r[1] for r in test_rows])
+            out[name] = {"accuracy": float((np.array(names)[probs.argmax(1)] == truth).mean()), "n": len(test_rows)}
+            if name == "fused":
+                blind = predict(model, photos, None)["category"]
+                out[name]["accuracy_without_title"] = float((np.array(names)[blind.argmax(1)] == truth).mean())
+            report["models"][role] = models.version(role)
+        report["classifier"] = out
+
+    def caption_figures(self, report, store, item_of, rows, test_ids, photos, titles) -> None:
+        """Caption drafts against the true titles (corpus BLEU-4): the LSTM vs copying the nearest item's title."""
+        from models.captioner import bleu4
+
+        models = get_models()
+        out: dict = {"n": len(titles)}
+        neighbour = []
+        for i in test_ids:
+            hits = [h for h, _ in store.query(np.asarray(store.vectors("image")[i]), 2) if h != i]
+            neighbour.append(rows[int(item_of[hits[0]])][3] if hits else "")
+        out["neighbour"] = {"bleu4": bleu4(neighbour, titles)}
+        if models.available("captioner"):
+            from models.captioner import generate_captions
+
+            self.say(f"Caption drafts: LSTM (beam 3) on {len(titles)} test photos...")
+            drafts = generate_captions(models.get("captioner"), photos)
+            out["lstm"] = {"bleu4": bleu4(drafts, titles), "examples": list(zip(drafts[:5], titles[:5]))}
+            report["models"]["captioner"] = models.version("captioner")
+        out["winner"] = max((m for m in ("neighbour", "lstm") if m in out), key=lambda m: out[m]["bleu4"])
+        out["in_use"] = settings.CAPTION_METHOD
+        report["captions"] = out

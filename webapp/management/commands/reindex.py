@@ -17,7 +17,7 @@ class Command(BaseCommand):
         parser.add_argument("--no-reuse", action="store_true",
                             help="re-embed every item, even those unchanged since the active index")
         parser.add_argument("--shards", type=int, default=None,
-                            help=f"split the index into this many Annoy files (default INDEX_SHARDS={settings.INDEX_SHARDS})")
+                            help=f"Annoy files per index version (default INDEX_SHARDS={settings.INDEX_SHARDS})")
         where = parser.add_mutually_exclusive_group()
         where.add_argument("--local", action="store_true", help="run in this process, not on the workers")
         where.add_argument("--workers", action="store_true",
