@@ -26,7 +26,12 @@ class ItemAdmin(admin.ModelAdmin):
 
     @admin.action(description="Show again")
     def unhide(self, request, queryset):
+        from webapp.indexing import add_live_item
+
+        items = list(queryset.filter(hidden=True))
         queryset.update(hidden=False)
+        for item in items:  # a hidden item was left out of the last reindex: make it searchable now
+            add_live_item(item)
 
 
 @admin.register(IndexVersion)

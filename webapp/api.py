@@ -92,16 +92,18 @@ def search_out(request, result, query: dict, started: float, generated_image: st
 
 
 @api.post("/search", response={200: SearchOut, 400: ErrorOut, 503: ErrorOut},
-          summary="Search by photo or sketch, with optional filters",
+          summary="Search by photo, sketch or words (or a picture and words together), with optional filters",
           description="Multipart form. `photo` or `sketch` (PNG/JPEG/GIF/WebP; a canvas PNG with a transparent "
-                      "background works); `road` picks the sketch road (`direct` or `gan`); `k` 1-100. A sketch "
+                      "background works) and/or `text`; `road` picks the sketch road (`direct` or `gan`); `k` "
+                      "1-100. A picture plus words ranks by fused scores (\"this shape, but red\"). A sketch "
                       "query also returns `generated_image`: the GAN's picture of the sketch as a data URI.")
-def search(request, photo: File[UploadedFile] = None, sketch: File[UploadedFile] = None, road: Form[str] = "",
-           k: Form[int] = None, category: Form[str] = "", gender: Form[str] = "", colour: Form[str] = ""):
+def search(request, photo: File[UploadedFile] = None, sketch: File[UploadedFile] = None, text: Form[str] = "",
+           road: Form[str] = "", k: Form[int] = None, category: Form[str] = "", gender: Form[str] = "",
+           colour: Form[str] = ""):
     started = time.perf_counter()
     k = queries.clamp_k(k)
     filters = Filters(category=category.strip(), gender=gender.strip(), colour=colour.strip())
-    query = queries.Query(photo=photo, sketch=sketch, road=road.strip(), k=k, filters=filters)
+    query = queries.Query(photo=photo, sketch=sketch, text=text, road=road.strip(), k=k, filters=filters)
     outcome = queries.run(query)
     return search_out(request, outcome.result, query.describe(), started, outcome.generated_image)
 

@@ -75,19 +75,31 @@ def fail_job(job_id: int, message: str) -> None:
         status=Job.Status.FAILED, message=message[:2000], finished=timezone.now())
 
 
-def embed_items(item_ids: Sequence[int], on_batch: Callable[[int], None] | None = None) -> np.ndarray:
-    """Image2Vec vectors for items, in the order given (the unit of work a worker does)."""
+def text_space_model() -> str | None:
+    """The text model's version when it has a joint space of its own (a second index space), else None."""
+    models = get_models()
+    if models.available("text") and models.text_space() == "text":
+        return models.version("text")
+    return None
+
+
+def embed_items(item_ids: Sequence[int], on_batch: Callable[[int], None] | None = None,
+                spaces: Sequence[str] = ("image",)) -> dict[str, np.ndarray]:
+    """Vectors of items per index space (``image``: Image2Vec; ``text``: the text model's joint space),
+    in the order given (the unit of work a worker does)."""
     paths = dict(Item.objects.filter(pk__in=item_ids).values_list("pk", "image_path"))
     models = get_models()
-    out = []
+    out: dict[str, list[np.ndarray]] = {space: [] for space in spaces}
     for start in range(0, len(item_ids), EMBED_BATCH):
         chunk = item_ids[start : start + EMBED_BATCH]
         images, _ok = load_image_array([Path(paths[pk]) for pk in chunk])
-        out.append(models.embed_images(images))
+        out["image"].append(models.embed_images(images))
+        if "text" in out:
+            out["text"].append(models.embed_text_space(images))
         if on_batch:
             on_batch(len(chunk))
-    dim = models.encoder().config.embed_dim
-    return np.concatenate(out) if out else np.zeros((0, dim), np.float32)
+    dims = {"image": models.encoder().config.embed_dim, "text": models.get("text").dim if "text" in out else 0}
+    return {space: np.concatenate(v) if v else np.zeros((0, dims[space]), np.float32) for space, v in out.items()}
 
 
 def reusable_vectors(item_ids: list[int], encoder_version: str) -> tuple[np.ndarray, np.ndarray]:
@@ -114,16 +126,41 @@ def reusable_vectors(item_ids: list[int], encoder_version: str) -> tuple[np.ndar
     return mask, vectors
 
 
-def build_version(item_ids: list[int], vectors: np.ndarray, *, job_id: int | None = None,
-                  shards: int = 1, snapshot: datetime | None = None) -> IndexVersion:
+def reusable_text_vectors(item_ids: list[int], text_version: str) -> tuple[np.ndarray, np.ndarray]:
+    """Text-space vectors from the active index (same text model, item unchanged): (vectors, mask)."""
+    dim = get_models().get("text").dim
+    vectors = np.zeros((len(item_ids), dim), np.float32)
+    mask = np.zeros(len(item_ids), dtype=bool)
+    active = IndexVersion.objects.filter(is_active=True).first()
+    if active is None or (active.manifest or {}).get("models", {}).get("text") != text_version:
+        return vectors, mask
+    try:
+        store, item_of = load_store(active)
+    except Exception:  # a broken active index is simply not reused
+        return vectors, mask
+    if not store.has_space("text"):
+        return vectors, mask
+    position = {int(pk): i for i, pk in enumerate(item_of)}
+    changed = set(Item.objects.filter(updated__gt=active.created).values_list("pk", flat=True))
+    for j, pk in enumerate(item_ids):
+        i = position.get(pk)
+        if i is not None and pk not in changed:
+            vectors[j] = store.vectors("text")[i]
+            mask[j] = True
+    return vectors, mask
+
+
+def build_version(item_ids: list[int], spaces: dict[str, np.ndarray], *, job_id: int | None = None,
+                  shards: int = 1, snapshot: datetime | None = None, text_model: str | None = None) -> IndexVersion:
     """Write the Annoy files, the version row and its id mapping; then switch in one transaction."""
     models = get_models()
     name = timezone.now().strftime("v%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     directory = settings.ARTIFACTS_DIR / "indexes" / name
     encoder_version = models.version("encoder")
     set_progress(job_id, "building the Annoy index", 0, 1)
-    manifest = build_index(directory, {"image": vectors}, version=name, n_trees=settings.INDEX_N_TREES,
-                           search_k=settings.INDEX_SEARCH_K, shards=shards, models={"encoder": encoder_version})
+    versions = {"encoder": encoder_version, **({"text": text_model} if text_model else {})}
+    manifest = build_index(directory, spaces, version=name, n_trees=settings.INDEX_N_TREES,
+                           search_k=settings.INDEX_SEARCH_K, shards=shards, models=versions)
     version = IndexVersion.objects.create(
         name=name, path=str(directory), status=IndexVersion.Status.BUILDING, encoder_version=encoder_version,
         metric=manifest.metric, dim=manifest.spaces["image"], n_trees=manifest.n_trees, search_k=manifest.search_k,
@@ -203,6 +240,14 @@ def plan_reindex(job_id: int | str, *, reuse: bool = True, chunk_size: int | Non
             if i is not None:  # the live vector is the newest one for this item
                 vectors[i] = np.frombuffer(bytes(blob), dtype=np.float32)
                 mask[i] = True
+    text_version = text_space_model()
+    if text_version is not None:
+        text_vectors, text_mask = reusable_text_vectors(item_ids, text_version) if reuse else (None, None)
+        if text_vectors is None:
+            text_vectors = np.zeros((len(item_ids), get_models().get("text").dim), np.float32)
+            text_mask = np.zeros(len(item_ids), dtype=bool)
+        mask &= text_mask
+        _save_npy(directory / "text_vectors.npy", text_vectors)
     todo = [pk for pk, m in zip(item_ids, mask, strict=True) if not m]
     size = chunk_size or settings.REINDEX_CHUNK_SIZE
     chunks = [todo[i:i + size] for i in range(0, len(todo), size)]
@@ -211,7 +256,7 @@ def plan_reindex(job_id: int | str, *, reuse: bool = True, chunk_size: int | Non
     _save_npy(directory / "vectors.npy", vectors)
     (directory / "plan.json").write_text(json.dumps({
         "snapshot": snapshot.isoformat(), "chunks": len(chunks), "embedded": len(todo), "reused": int(mask.sum()),
-        "started": time.time()}))
+        "started": time.time(), "text_model": text_version}))
     if _int_or_none(job_id) is not None:
         Job.objects.filter(pk=job_id).update(stage=f"embedding images ({len(chunks)} chunks)", done=0, total=len(todo))
     return chunks
@@ -222,8 +267,12 @@ def embed_chunk(job_id: int | str, index: int, item_ids: Sequence[int]) -> int:
     path = job_dir(job_id) / f"chunk-{index}.npy"
     if path.exists():
         return 0
-    vectors = embed_items(list(item_ids), on_batch=lambda n: add_progress(_int_or_none(job_id), n))
-    _save_npy(path, vectors)
+    plan = json.loads((job_dir(job_id) / "plan.json").read_text())
+    spaces = ("image", "text") if plan.get("text_model") else ("image",)
+    vectors = embed_items(list(item_ids), on_batch=lambda n: add_progress(_int_or_none(job_id), n), spaces=spaces)
+    if "text" in vectors:  # written first: the image file marks the chunk as done
+        _save_npy(job_dir(job_id) / f"chunk-{index}.text.npy", vectors["text"])
+    _save_npy(path, vectors["image"])
     return len(item_ids)
 
 
@@ -237,9 +286,16 @@ def finish_reindex(job_id: int | str, *, shards: int | None = None) -> IndexVers
     fresh = [np.load(directory / f"chunk-{i}.npy") for i in range(plan["chunks"])]
     if fresh:
         vectors[~mask] = np.concatenate(fresh)
+    spaces = {"image": vectors}
+    if plan.get("text_model"):
+        text = np.load(directory / "text_vectors.npy")
+        fresh_text = [np.load(directory / f"chunk-{i}.text.npy") for i in range(plan["chunks"])]
+        if fresh_text:
+            text[~mask] = np.concatenate(fresh_text)
+        spaces["text"] = text
     job_pk = _int_or_none(job_id)
-    version = build_version(item_ids, vectors, job_id=job_pk, shards=shards or settings.INDEX_SHARDS,
-                            snapshot=datetime.fromisoformat(plan["snapshot"]))
+    version = build_version(item_ids, spaces, job_id=job_pk, shards=shards or settings.INDEX_SHARDS,
+                            snapshot=datetime.fromisoformat(plan["snapshot"]), text_model=plan.get("text_model"))
     result = {"version": version.name, "count": version.count, "embedded": plan["embedded"],
               "reused": plan["reused"], "chunks": plan["chunks"], "shards": version.manifest.get("shards", 1),
               "seconds": round(time.time() - plan["started"], 1)}

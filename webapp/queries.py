@@ -11,8 +11,8 @@ from django.conf import settings
 from PIL import Image
 
 from search.engine import SKETCH_ROADS, Encoded, timed
-from search.images import ImageInputError, decode_image, fit_to_model
-from webapp.services import Filters, SearchResult, active_store, get_models, search_vector
+from search.images import ImageInputError, decode_image
+from webapp.services import Filters, SearchResult, active_store, get_models, search_combined, search_vector
 
 
 class QueryError(ValueError):
@@ -80,42 +80,53 @@ class Outcome:
     generated_image: str | None = None  # data URI of the GAN's picture for a sketch
 
 
-def encode_sketch(upload, road: str) -> Encoded:
-    from search.sketches import normalise_sketch
+MAX_TEXT = 500
 
-    timings: dict[str, float] = {}
-    with timed(timings, "decode"):
-        img = decode_upload(upload, "sketch", keep_alpha=True)
+
+def encode_picture(upload, kind: str, road: str) -> Encoded:
+    """A photo or sketch upload -> vector, by the workers' query path (in-process or an inference worker)."""
+    from workers.tasks import encode_query
+
+    data = read_upload(upload, kind)
     try:
-        with timed(timings, "normalise"):
-            sketch = normalise_sketch(img)
+        return encode_query(data, kind, road)
     except ImageInputError as exc:
-        raise QueryError(str(exc)) from None
-    encoded = get_models().encode_sketch(sketch, road)
-    encoded.timings_ms = {**timings, **encoded.timings_ms}
-    return encoded
+        raise QueryError(f"the {kind} cannot be used: {exc}") from None
+
+
+def encode_words(text: str) -> Encoded:
+    from search.engine import ModelMissingError
+
+    models = get_models()
+    if not models.available("text"):
+        raise ModelMissingError("text search needs the text model: run `python manage.py train text`")
+    return models.encode_text(text)
 
 
 def run(query: Query) -> Outcome:
-    if query.photo is None and query.sketch is None:
-        raise QueryError("send a photo or a sketch to search with")
+    text = " ".join((query.text or "").split())
+    if len(text) > MAX_TEXT:
+        raise QueryError(f"the text is longer than {MAX_TEXT} characters")
+    if query.photo is None and query.sketch is None and not text:
+        raise QueryError("send a photo, a sketch or some words to search with")
     if query.photo is not None and query.sketch is not None:
         raise QueryError("send either a photo or a sketch, not both")
     road = query.road or settings.SKETCH_ROAD
     if road not in SKETCH_ROADS:
         raise QueryError(f"road must be one of {', '.join(SKETCH_ROADS)}")
     active_store()  # fail fast (503) before decoding and encoding when there is no index
+    picture = None
     if query.sketch is not None:
-        encoded = encode_sketch(query.sketch, road)
+        picture = encode_picture(query.sketch, "sketch", road)
+    elif query.photo is not None:
+        picture = encode_picture(query.photo, "photo", road)
+    words = encode_words(text) if text else None
+    if picture is not None and words is not None:
+        result = search_combined(picture, words, query.k, query.filters)
     else:
-        timings: dict[str, float] = {}
-        with timed(timings, "decode"):
-            image = fit_to_model(decode_upload(query.photo, "photo"))
-        encoded = get_models().encode_photo(image)
-        encoded.timings_ms = {**timings, **encoded.timings_ms}
-    result = search_vector(encoded, query.k, query.filters)
+        result = search_vector(picture or words, query.k, query.filters)
     generated = None
-    if encoded.generated is not None:
+    if picture is not None and picture.generated is not None:
         with timed(result.timings_ms, "serialise"):
-            generated = png_data_uri(encoded.generated)
+            generated = png_data_uri(picture.generated)
     return Outcome(result, generated)

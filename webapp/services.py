@@ -207,3 +207,24 @@ def similar_items(item: Item, k: int, filters: Filters | None = None) -> SearchR
         encoded = get_models().encode_photo(image)
         vector, timings = encoded.vector, {**timings, **encoded.timings_ms}
     return search_vector(Encoded(vector, "image", timings), k, filters, exclude_item=item.pk)
+
+
+def search_combined(picture: Encoded, words: Encoded, k: int, filters: Filters | None = None,
+                    picture_weight: float = 0.5) -> SearchResult:
+    """"This shape, but red": a photo/sketch vector and a text vector ranked together by score fusion
+    (``search.fusion``). Items in the live buffer join after the next reindex."""
+    from search.engine import timed
+    from search.fusion import fuse_scores
+
+    filters = filters or Filters()
+    timings = {**picture.timings_ms, **words.timings_ms}
+    version, store, item_of = active_store()
+    with timed(timings, "database"):
+        allowed = np.isin(item_of, np.fromiter(filters.queryset().values_list("pk", flat=True), dtype=np.int64))
+    with timed(timings, "ann"):
+        ranked = fuse_scores(store, [(picture.vector, picture.space, picture_weight),
+                                     (words.vector, words.space, 1.0 - picture_weight)], k, allowed=allowed)
+    with timed(timings, "database"):
+        items = Item.objects.in_bulk([int(item_of[i]) for i, _ in ranked])
+        hits = [Hit(items[int(item_of[i])], score) for i, score in ranked if int(item_of[i]) in items]
+    return SearchResult(hits=hits, timings_ms=timings, index_version=version.name)

@@ -113,9 +113,7 @@ def save_item(staged: StagedUpload, *, title: str, category: str, gender: str = 
 
 
 def make_searchable(item: Item) -> None:
-    """Live addition when the workers' buffer exists; otherwise the next reindex picks the item up."""
-    from webapp import indexing
+    """Live addition: searchable by picture at once; the next reindex folds it into the index."""
+    from webapp.indexing import add_live_item
 
-    add = getattr(indexing, "add_live_item", None)
-    if add is not None:
-        add(item)
+    add_live_item(item)

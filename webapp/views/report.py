@@ -49,6 +49,12 @@ def _number(value) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def figure(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
 def duration(seconds) -> str:
     if not _number(seconds):
         return ""
@@ -83,7 +89,7 @@ def summarise(path: Path) -> dict:
             "duration": duration(train.get("seconds")),
             "epochs": len(history),
             "n_train": train.get("n_train"),
-            "metrics": [(k, v) for k, v in (payload.get("metrics") or {}).items() if _number(v)],
+            "metrics": [(k, figure(v)) for k, v in (payload.get("metrics") or {}).items() if _number(v)],
             "config": [(k, v) for k, v in (payload.get("config") or {}).items()
                        if _number(v) or isinstance(v, str) or (isinstance(v, list | tuple) and len(v) <= 8)],
             "history": history,
@@ -164,12 +170,6 @@ def flatten(value, prefix: str = "") -> list[tuple[str, object]]:
     if isinstance(value, list):
         return [(prefix, f"{len(value)} entries")]
     return [(prefix, value)]
-
-
-def figure(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) < 1000 else f"{value:,.0f}"
-    return str(value)
 
 
 def evaluation() -> dict | None:

@@ -28,7 +28,8 @@ def home(request):
         context["filters"] = filters
         try:
             query = Query(photo=request.FILES.get("photo"), sketch=request.FILES.get("sketch"),
-                          road=request.POST.get("road", ""), k=clamp_k(None), filters=filters)
+                          text=request.POST.get("text", ""), road=request.POST.get("road", ""), k=clamp_k(None),
+                          filters=filters)
             outcome = run(query)
             context["result"], context["generated_image"] = outcome.result, outcome.generated_image
         except (QueryError, SearchUnavailable, ModelMissingError) as exc:
