@@ -47,7 +47,7 @@ class ClassifierProfile:
 
 PROFILES = {
     # ~2.5 minutes on 2 CPU cores per model.
-    "quick": ClassifierProfile("quick", epochs=3, batch_size=96, max_train_items=14000, widths=(16, 32, 64, 128)),
+    "quick": ClassifierProfile("quick", epochs=2, batch_size=96, max_train_items=8000, widths=(16, 32, 64, 128)),
     # The profile the quality targets are measured on (one H100: about a minute per model).
     "full": ClassifierProfile("full", epochs=30, batch_size=256, lr=4e-3, widths=(32, 64, 128, 256)),
     # For tests: a few seconds.

@@ -50,7 +50,7 @@ class Sketch2ImageProfile:
 
 PROFILES = {
     # ~4 minutes on 2 CPU cores: a half-width network, 6,400 images seen; blurry colours and shapes.
-    "quick": Sketch2ImageProfile("quick", epochs=2, batch_size=32, lr=4e-4, max_train_items=3200, max_val_items=500,
+    "quick": Sketch2ImageProfile("quick", epochs=1, batch_size=32, lr=4e-4, max_train_items=3200, max_val_items=500,
                                  ngf=16, ndf=16),
     # GPU (H100, bf16): all of the training split; ~3-5 minutes.
     "full": Sketch2ImageProfile("full", epochs=40, batch_size=128, lr=2e-4, max_val_items=None),

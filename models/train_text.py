@@ -67,7 +67,7 @@ class TextProfile:
 
 PROFILES = {
     # ~3 minutes on 2 CPU cores, a minute of which is embedding the 44k photos once.
-    "quick": TextProfile("quick", epochs=6, batch_size=256, word_dim=96, hidden=128),
+    "quick": TextProfile("quick", epochs=4, batch_size=256, word_dim=96, hidden=128),
     # The profile the targets are measured on: a few minutes on one GPU.
     "full": TextProfile("full", epochs=30, batch_size=512, lr=2e-3, embed_dim=384, word_dim=192, hidden=384,
                         head_hidden=2048, augment=True),

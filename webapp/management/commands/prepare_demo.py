@@ -11,11 +11,23 @@ from search.engine import MODEL_FILES
 from webapp.models import IndexVersion, Item
 
 
+# What the demo needs; the captioner is left to `make train` (caption drafts default to the nearest-neighbour
+# title, which won on BLEU).
+DEMO_ROLES = ["encoder", "sketch2image", "text", "classifier", "classifier_image"]
+
+
 class Command(BaseCommand):
     help = "Migrate, import the sample catalog, train missing models (quick profile) and build the index if needed."
 
     def step(self, text):
         self.stdout.write(self.style.MIGRATE_HEADING(f"==> {text}"))
+
+    @staticmethod
+    def text_is_stale(models_dir) -> bool:
+        from models.checkpoint import load_checkpoint
+
+        encoder = load_checkpoint(models_dir / MODEL_FILES["encoder"], "encoder")["version"]
+        return load_checkpoint(models_dir / MODEL_FILES["text"], "text")["config"].get("encoder_version") != encoder
 
     def handle(self, *args, **opts):
         self.step("database: applying migrations")
@@ -29,7 +41,11 @@ class Command(BaseCommand):
             self.step(f"catalog: importing {settings.CATALOG_DIR}")
             call_command("import_catalog", str(settings.CATALOG_DIR))
 
-        missing = [role for role, name in MODEL_FILES.items() if not (settings.ARTIFACTS_DIR / "models" / name).is_file()]
+        models_dir = settings.ARTIFACTS_DIR / "models"
+        missing = [role for role in DEMO_ROLES if not (models_dir / MODEL_FILES[role]).is_file()]
+        if "encoder" not in missing and "text" not in missing and self.text_is_stale(models_dir):
+            self.step("models: the text model was trained against another encoder; it is trained again")
+            missing.append("text")
         if missing:
             self.step(f"models: training {', '.join(missing)} with the quick profile (a few minutes on a laptop CPU)")
             call_command("train", *missing, profile="quick")
@@ -39,7 +55,10 @@ class Command(BaseCommand):
         from webapp.services import get_models
 
         active = IndexVersion.objects.filter(is_active=True).first()
-        if active is None or active.encoder_version != get_models().version("encoder"):
+        models = get_models()
+        wants_text = models.available("text") and models.text_space() == "text"
+        if (active is None or active.encoder_version != models.version("encoder")
+                or (wants_text and (active.manifest or {}).get("models", {}).get("text") != models.version("text"))):
             self.step("index: building the search index")
             call_command("reindex")
         else:
