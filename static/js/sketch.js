@@ -317,7 +317,8 @@
     } else {
       const p = document.createElement("p");
       p.className = "empty";
-      p.textContent = "Nothing matched. Try fewer filters.";
+      const filtered = ["category", "gender", "colour"].some((name) => form.elements[name].value);
+      p.textContent = filtered ? "Nothing matched. Try fewer filters." : "Nothing matched.";
       section.appendChild(p);
     }
     resultsBody.replaceChildren(section);

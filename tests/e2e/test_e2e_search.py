@@ -207,3 +207,29 @@ def test_without_javascript_the_form_still_searches(web, searchable):
     page.wait_for_load_state()
     assert page.locator(".results .card").count() == 12
     web.shot(page, "07-no-javascript")
+
+
+def test_generated_image_and_server_trouble_are_shown(web, db):
+    """The API answered through a stub: a GAN picture is shown beside the canvas; a broken server is told."""
+    import base64
+    import json
+
+    picture = "data:image/png;base64," + base64.b64encode(jpeg_bytes(Image.new("RGB", (60, 80), "red"), "PNG")).decode()
+    answers = [
+        {"status": 200, "content_type": "application/json", "body": json.dumps(
+            {"results": [], "timings_ms": {"total": 5.0}, "index_version": "v1", "generated_image": picture,
+             "query": {"kind": "sketch", "k": 12, "filters": {}, "road": "gan"}})},
+        {"status": 500, "content_type": "text/html", "body": "<h1>Server Error</h1>"},
+    ]
+    page = web.open("/")
+    page.route("**/api/search", lambda route: route.fulfill(**answers.pop(0)))
+    draw(page, TSHIRT)
+    page.wait_for_function("document.getElementById('imagined-img').complete && "
+                           "document.getElementById('imagined-img').naturalWidth === 60")
+    assert page.get_by_role("img", name="What the model imagined from the sketch").is_visible()
+    assert "Nothing matched." in page.locator("#results").inner_text()  # the empty state of a search
+    web.shot(page, "08-imagined-stub")
+    page.get_by_role("button", name="Search", exact=True).click()
+    page.wait_for_function("!document.getElementById('search-error').hidden")
+    assert page.locator("#search-error").inner_text() == (
+        "The server had a problem (HTTP 500). Try again in a moment.")

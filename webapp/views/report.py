@@ -104,7 +104,7 @@ def curve_series(history: list[dict]) -> tuple[dict[str, list], dict[str, list]]
     keys = [k for k in history[0] if k not in ("epoch", "seconds")] if history else []
     series = {k: [row.get(k) if _number(row.get(k)) else np.nan for row in history] for k in keys}
     series = {k: v for k, v in series.items() if not all(isinstance(x, float) and math.isnan(x) for x in v)}
-    losses = {k: v for k, v in series.items() if k.startswith("loss")}
+    losses = {k: v for k, v in series.items() if "loss" in k}
     return losses, {k: v for k, v in series.items() if k not in losses}
 
 
