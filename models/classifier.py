@@ -155,7 +155,7 @@ def predict(model: FusedClassifier, images: np.ndarray, titles: list[str] | None
         raise ValueError(f"{len(images)} images but {len(titles)} titles")
     out: dict[str, list[torch.Tensor]] = {h: [] for h in model.head_names}
     for sl in _batches(len(images), batch_size):
-        x = to_float_images(torch.from_numpy(np.ascontiguousarray(images[sl])).to(dev))
+        x = to_float_images(torch.from_numpy(np.array(images[sl])).to(dev))
         tokens = None
         if model.config.use_text:
             tokens = model.encode_titles(titles[sl] if titles is not None else None, x.shape[0]).to(dev)
@@ -173,7 +173,7 @@ def image_features(model: FusedClassifier, images: np.ndarray, batch_size: int =
     dev = _device_of(model)
     out = []
     for sl in _batches(len(images), batch_size):
-        x = to_float_images(torch.from_numpy(np.ascontiguousarray(images[sl])).to(dev))
+        x = to_float_images(torch.from_numpy(np.array(images[sl])).to(dev))
         out.append(F.normalize(model.features(x).mean(dim=(2, 3)).float(), dim=1).cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, model.image_dim), np.float32)
 
@@ -194,7 +194,7 @@ def class_activation_map(model: FusedClassifier, images: np.ndarray, head: str =
     idx_all = torch.as_tensor(np.broadcast_to(np.asarray(class_index, dtype=np.int64), (len(images),)).copy())
     out = []
     for sl in _batches(len(images), batch_size):
-        x = to_float_images(torch.from_numpy(np.ascontiguousarray(images[sl])).to(dev))
+        x = to_float_images(torch.from_numpy(np.array(images[sl])).to(dev))
         fmap = model.features(x).float()
         cam = torch.einsum("nchw,nc->nhw", fmap, weights[idx_all[sl].to(dev)].float())
         cam = F.interpolate(cam.unsqueeze(1), size=x.shape[2:], mode="bilinear", align_corners=False).squeeze(1)

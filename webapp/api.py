@@ -5,13 +5,14 @@ from __future__ import annotations
 import time
 
 from django.conf import settings
+from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import get_object_or_404
 from ninja import File, Form, NinjaAPI, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.files import UploadedFile
 
 from search.engine import ModelMissingError
-from webapp import queries, uploads
+from webapp import queries, ratelimit, uploads
 from webapp.auth import STAFF
 from webapp.models import Item
 from webapp.services import Filters, SearchUnavailable, similar_items
@@ -69,6 +70,18 @@ def query_error(request, exc: queries.QueryError):
     return api.create_response(request, {"error": str(exc)}, status=400)
 
 
+@api.exception_handler(MultiPartParserError)  # issue 7: a form Django cannot parse (e.g. a 5,000-byte file name)
+def unreadable_form(request, exc: MultiPartParserError):
+    return api.create_response(request, {"error": f"the upload cannot be read: {exc}"}, status=400)
+
+
+@api.exception_handler(ratelimit.RateLimited)  # issue 7: search rate limit
+def rate_limited(request, exc: ratelimit.RateLimited):
+    response = api.create_response(request, {"error": str(exc)}, status=429)
+    response["Retry-After"] = str(exc.retry_after)
+    return response
+
+
 @api.exception_handler(SearchUnavailable)
 @api.exception_handler(ModelMissingError)
 def unavailable(request, exc: Exception):
@@ -91,7 +104,7 @@ def search_out(request, result, query: dict, started: float, generated_image: st
     return body
 
 
-@api.post("/search", response={200: SearchOut, 400: ErrorOut, 503: ErrorOut},
+@api.post("/search", response={200: SearchOut, 400: ErrorOut, 429: ErrorOut, 503: ErrorOut},
           summary="Search by photo, sketch or words (or a picture and words together), with optional filters",
           description="Multipart form. `photo` or `sketch` (PNG/JPEG/GIF/WebP; a canvas PNG with a transparent "
                       "background works) and/or `text`; `road` picks the sketch road (`direct` or `gan`); `k` "
@@ -101,6 +114,7 @@ def search(request, photo: File[UploadedFile] = None, sketch: File[UploadedFile]
            road: Form[str] = "", k: Form[int] = None, category: Form[str] = "", gender: Form[str] = "",
            colour: Form[str] = ""):
     started = time.perf_counter()
+    ratelimit.check_search(request)
     k = queries.clamp_k(k)
     filters = Filters(category=category.strip(), gender=gender.strip(), colour=colour.strip())
     query = queries.Query(photo=photo, sketch=sketch, text=text, road=road.strip(), k=k, filters=filters)

@@ -125,8 +125,19 @@ INDEX_N_TREES = envint("INDEX_N_TREES", 64)
 INDEX_SEARCH_K = envint("INDEX_SEARCH_K", 20000)
 INDEX_KEEP_VERSIONS = envint("INDEX_KEEP_VERSIONS", 2)
 TORCH_THREADS = envint("TORCH_THREADS", 0)  # 0: PyTorch's default
-CAPTION_METHOD = env("CAPTION_METHOD", "neighbour")  # "neighbour" or "lstm": the BLEU winner, see README
+CAPTION_METHOD = env("CAPTION_METHOD", "lstm")  # "lstm" (won on BLEU, see README) or "neighbour"
 SKETCH_ROAD = env("SKETCH_ROAD", "direct")  # "direct" (encoder saw sketches) or "gan" (pix2pix first); see README
+
+# Issue 7: caches and the search rate limit. LocMem counts per process; with REDIS_URL (or CACHE_URL)
+# every web process shares one Redis cache, so the limit holds across them.
+CACHE_URL = env("CACHE_URL", env("REDIS_URL", ""))
+if CACHE_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL,
+                          "KEY_PREFIX": "sketch", "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1}}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "sketch"}}
+SEARCH_RATE_LIMIT = env("SEARCH_RATE_LIMIT", "120/m")  # per client IP and window ("120/m", "10/s"); 0: no limit
+TRUSTED_PROXIES = envint("TRUSTED_PROXIES", 0)  # proxies in front that append to X-Forwarded-For (client IP)
 
 # Celery: Redis when REDIS_URL is set, else a filesystem broker under VAR_DIR (no server needed).
 # Queues: inference (query encoding, live additions) and index (reindex chunks and the build).

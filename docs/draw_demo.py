@@ -1,0 +1,66 @@
+"""Draw four garments on the canvas of a running app with a mouse (Playwright + Debian chromium), save a
+screenshot of what each returned, and print the top-5 categories. Usage:
+
+    python docs/draw_demo.py http://127.0.0.1:8000 docs/screenshots
+"""
+
+import json
+import math
+import sys
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--no-first-run", "--disable-quic", "--disable-sync"]
+
+
+def ellipse(cx, cy, rx, ry, n=28):
+    return [(cx + rx * math.cos(2 * math.pi * i / n), cy + ry * math.sin(2 * math.pi * i / n)) for i in range(n + 1)]
+
+
+# Strokes in canvas units (0..1), as a person draws them: outlines first, a few inner lines.
+DRAWINGS = {
+    "shoe": [[(0.08, 0.62), (0.12, 0.45), (0.30, 0.42), (0.45, 0.30), (0.58, 0.30), (0.66, 0.40), (0.88, 0.50),
+              (0.93, 0.60), (0.90, 0.66), (0.08, 0.66), (0.08, 0.62)],
+             [(0.08, 0.60), (0.92, 0.60)], [(0.48, 0.34), (0.55, 0.44)], [(0.52, 0.32), (0.60, 0.42)]],
+    "bag": [[(0.18, 0.40), (0.82, 0.40), (0.88, 0.85), (0.12, 0.85), (0.18, 0.40)],
+            [(0.32, 0.40), (0.34, 0.22), (0.50, 0.14), (0.66, 0.22), (0.68, 0.40)],
+            [(0.16, 0.52), (0.84, 0.52)]],
+    "t-shirt": [[(0.30, 0.14), (0.42, 0.20), (0.58, 0.20), (0.70, 0.14), (0.92, 0.30), (0.82, 0.44), (0.74, 0.38),
+                 (0.74, 0.88), (0.26, 0.88), (0.26, 0.38), (0.18, 0.44), (0.08, 0.30), (0.30, 0.14)]],
+    "sunglasses": [ellipse(0.30, 0.50, 0.16, 0.10), ellipse(0.70, 0.50, 0.16, 0.10),
+                   [(0.46, 0.48), (0.50, 0.45), (0.54, 0.48)], [(0.14, 0.47), (0.04, 0.42)],
+                   [(0.86, 0.47), (0.96, 0.42)]],
+}
+
+
+def main(base: str, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        for name, strokes in DRAWINGS.items():
+            page.goto(base + "/")
+            page.uncheck("#live-search")  # search once, with the whole drawing
+            box = page.locator("#sketch-canvas").bounding_box()
+            for stroke in strokes:
+                page.mouse.move(box["x"] + stroke[0][0] * box["width"], box["y"] + stroke[0][1] * box["height"])
+                page.mouse.down()
+                for x, y in stroke[1:]:
+                    page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"], steps=5)
+                page.mouse.up()
+            with page.expect_response(lambda r: r.url.endswith("/api/search")) as answer:
+                page.click("#search-button")
+            body = answer.value.json()
+            page.wait_for_timeout(800)
+            page.screenshot(path=str(out / f"drawn-{name}.png"))
+            summary[name] = [r["category"] for r in body["results"][:5]]
+            print(name, summary[name], body["timings_ms"].get("total"))
+        browser.close()
+    (out / "drawn-summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1].rstrip("/"), Path(sys.argv[2]))
