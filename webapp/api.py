@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from django.conf import settings
+from django.db import OperationalError
 from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import get_object_or_404
 from ninja import File, Form, NinjaAPI, Schema
@@ -73,6 +74,12 @@ def query_error(request, exc: queries.QueryError):
 @api.exception_handler(MultiPartParserError)  # issue 7: a form Django cannot parse (e.g. a 5,000-byte file name)
 def unreadable_form(request, exc: MultiPartParserError):
     return api.create_response(request, {"error": f"the upload cannot be read: {exc}"}, status=400)
+
+
+@api.exception_handler(OperationalError)  # issue 7: a locked or unreachable database is a 503, not a traceback
+def database_unavailable(request, exc: OperationalError):
+    return api.create_response(request, {"error": f"the database is busy or unreachable ({exc}); try again in a "
+                                                  "moment"}, status=503)
 
 
 @api.exception_handler(ratelimit.RateLimited)  # issue 7: search rate limit

@@ -101,8 +101,8 @@ def eager_celery(settings):
     """Run Celery tasks inline (in the live server's thread) instead of sending them to a worker."""
     from workers.celery_app import app
 
+    before = app.conf.task_always_eager  # read first: reading loads Celery's config from the settings
     settings.CELERY_TASK_ALWAYS_EAGER = True
-    before = app.conf.task_always_eager
     app.conf.task_always_eager = True
     yield
     app.conf.task_always_eager = before

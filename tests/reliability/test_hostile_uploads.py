@@ -122,6 +122,8 @@ def test_staff_item_upload_survives_the_corpus(staff_client, searchable, setting
         elif spec.expect == "accept":
             problems.append(f"/api/items {spec.name}: a valid picture got {res.status_code}")
 
+        if spec.expect == "accept":
+            continue  # the page's accepted path is the same stage_upload as above; its model call costs time
         before_files = files_under(media)
         res = post_raw(staff_client, "/items/new/", {"action": "suggest"}, {"image": spec})
         if res.status_code >= 500 or (spec.refuse and res.status_code != 400):

@@ -1,0 +1,81 @@
+"""The search API's fixed-window rate limit per client IP."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from webapp import ratelimit
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    now = [60 * 16_000 + 20.0]  # 20 s into a minute
+    monkeypatch.setattr(ratelimit, "time", SimpleNamespace(time=lambda: now[0]))
+    return now
+
+
+def search(client, ip="10.0.0.1", **extra):
+    return client.post("/api/search", {"text": ""}, REMOTE_ADDR=ip, **extra)
+
+
+def test_over_the_limit_is_a_429_with_retry_after(client, settings, clock):
+    settings.SEARCH_RATE_LIMIT = "3/m"
+    assert [search(client).status_code for _ in range(3)] == [400, 400, 400]  # counted, then validated
+    res = search(client)
+    assert res.status_code == 429
+    assert res.json() == {"error": "too many searches: try again in 40 s"} and res["Retry-After"] == "40"
+    assert search(client, ip="10.0.0.2").status_code == 400  # another client has its own count
+    clock[0] += 40  # the next window
+    assert search(client).status_code == 400
+
+
+def test_zero_disables_the_limit(client, settings, clock):
+    settings.SEARCH_RATE_LIMIT = "0"
+    assert all(search(client).status_code == 400 for _ in range(20))
+
+
+def test_forwarded_for_is_used_only_behind_trusted_proxies(client, settings, clock):
+    settings.SEARCH_RATE_LIMIT = "1/h"
+    assert search(client, HTTP_X_FORWARDED_FOR="1.1.1.1").status_code == 400
+    assert search(client, HTTP_X_FORWARDED_FOR="2.2.2.2").status_code == 429  # spoofed header ignored
+    settings.TRUSTED_PROXIES = 1
+    assert search(client, HTTP_X_FORWARDED_FOR="6.6.6.6, 3.3.3.3").status_code == 400  # the proxy saw 3.3.3.3
+    assert search(client, HTTP_X_FORWARDED_FOR="7.7.7.7, 3.3.3.3").status_code == 429
+
+
+def test_other_endpoints_are_not_limited(client, settings, clock):
+    settings.SEARCH_RATE_LIMIT = "1/m"
+    assert all(client.get("/api/health").status_code == 200 for _ in range(5))
+
+
+def test_a_broken_cache_lets_searches_through(client, settings, clock, monkeypatch):
+    settings.SEARCH_RATE_LIMIT = "1/m"
+
+    def down(*args, **kwargs):
+        raise ConnectionError("redis is down")
+
+    monkeypatch.setattr(ratelimit.cache, "add", down)
+    assert [search(client).status_code for _ in range(3)] == [400, 400, 400]
+
+
+@pytest.mark.parametrize("rate,parsed", [("120/m", (120, 60)), ("10/s", (10, 1)), ("5/10s", (5, 10)),
+                                         ("1000/h", (1000, 3600)), ("7/d", (7, 86400)), ("30", (30, 60)),
+                                         ("0", None), ("", None), (0, None), ("0/m", None)])
+def test_parse_rate(rate, parsed):
+    assert ratelimit.parse_rate(rate) == parsed
+
+
+@pytest.mark.parametrize("rate", ["lots", "10/x", "-1/m", "10/0m"])
+def test_bad_rates_are_explained(rate):
+    with pytest.raises(ValueError, match="120/m"):
+        ratelimit.parse_rate(rate)
+
+
+def test_settings_configure_a_cache(settings):
+    from django.conf import settings as live
+
+    assert "default" in live.CACHES and live.SEARCH_RATE_LIMIT
