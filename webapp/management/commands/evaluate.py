@@ -22,6 +22,35 @@ from webapp.models import Item
 from webapp.services import SearchUnavailable, active_store, get_models
 
 
+def save_confusion(truth: np.ndarray, predicted: np.ndarray, path: Path, title: str, top: int = 25) -> None:
+    """Row-normalised confusion matrix of the ``top`` most frequent true classes (the rest pooled as "other")."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    classes, counts = np.unique(truth, return_counts=True)
+    keep = list(classes[np.argsort(-counts)[:top]])
+    index = {c: i for i, c in enumerate(keep)}
+    other = len(keep)
+    matrix = np.zeros((other + 1, other + 1))
+    for t, p in zip(truth, predicted):
+        matrix[index.get(t, other), index.get(p, other)] += 1
+    matrix = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    labels = keep + ["other"]
+    fig, ax = plt.subplots(figsize=(9, 8))
+    ax.imshow(matrix, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 class Command(BaseCommand):
     help = "Every quality figure on the test split (plus --queries CSV); JSON to stdout and --json."
 
@@ -147,6 +176,8 @@ class Command(BaseCommand):
             if name == "fused":
                 blind = predict(model, photos, None)["category"]
                 out[name]["accuracy_without_title"] = float((np.array(names)[blind.argmax(1)] == truth).mean())
+            path = settings.ARTIFACTS_DIR / "reports" / ("confusion.png" if name == "fused" else "confusion-image.png")
+            save_confusion(truth, np.array(names)[probs.argmax(1)], path, f"{name} classifier, test split")
             report["models"][role] = models.version(role)
         report["classifier"] = out
 
