@@ -113,6 +113,34 @@ def index_tables(r: dict) -> list[str]:
     return (["### Index"] + [""] + out) if out else []
 
 
+def load_tables(r: dict) -> list[str]:
+    if "load.requests" not in r:
+        return []
+    out = [f"### Load test on loopback ({r.get('load.server', '')})", "",
+           f"{r.get('load.clients')} concurrent clients for {fmt(r.get('load.seconds'))} s of mixed queries "
+           f"({r.get('load.mix', '')}); clients share the server's cores. Latency in ms at the client.", ""]
+    out += table(["requests", "errors", "503s", "429s", "queries/s", "p50", "p95", "p99"],
+                 [[r.get("load.requests"), r.get("load.errors"), r.get("load.errors_503"),
+                   r.get("load.rate_limited_429"), r.get("load.qps"), r.get("load.p50_ms"), r.get("load.p95_ms"),
+                   r.get("load.p99_ms")]])
+    notes = [f"- {k.split('.')[1]}: {v}" for k, v in sorted(r.items()) if k.startswith("load.")
+             and k.endswith(".status") and k.count(".") == 2]
+    out += notes + ([""] if notes else [])
+    series, at = r.get("load.memory.rss_mb_series"), r.get("load.memory.rss_mb_at")
+    if series and at:
+        out += [f"Server RSS (gunicorn master + workers, MiB) over {fmt(r.get('load.memory.queries'))} queries from "
+                f"{r.get('load.memory.clients')} clients ({fmt(r.get('load.memory.qps'))} queries/s, "
+                f"{r.get('load.memory.errors')} errors):", ""]
+        out += table(["after query"] + [str(a) for a in at], [["RSS MiB"] + list(series)])
+        if "load.memory.growth_pct" in r:
+            out += [f"Growth from query {r.get('load.memory.growth_from')} to {r.get('load.memory.growth_to')}: "
+                    f"{fmt(r.get('load.memory.growth_mb'))} MiB ({fmt(r.get('load.memory.growth_pct'))} %): "
+                    f"**{r.get('load.memory.verdict')}** (flat: under 5 %).", ""]
+        elif r.get("load.memory.status"):
+            out += [str(r["load.memory.status"]), ""]
+    return out
+
+
 def key_values(r: dict, section: str, title: str) -> list[str]:
     rows = [[k[len(section) + 1:], v] for k, v in sorted(r.items()) if k.startswith(section + ".")
             and not k.endswith("markdown")]
@@ -123,6 +151,7 @@ def write_markdown(results: dict, path: Path) -> None:
     lines = ["# Benchmarks", "", "Written by `make bench` (`python -m bench.run`) from `bench/results.json`.", ""]
     lines += machine(results)
     lines += query_tables(results) + throughput_tables(results) + embed_tables(results) + index_tables(results)
+    lines += load_tables(results)
     lines += key_values(results, "reindex", "Reindex (the full catalog)")
     lines += key_values(results, "memory", "Memory (MiB; PSS shares each shared page out among the processes "
                                            "mapping it)")

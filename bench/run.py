@@ -16,11 +16,11 @@ from pathlib import Path
 
 from bench.common import BENCH_DIR, Run
 
-SECTIONS = ("training", "embed", "index", "query", "throughput", "memory", "reindex", "scale")
+SECTIONS = ("training", "embed", "index", "query", "throughput", "memory", "reindex", "scale", "load")
 
 
 def section_function(name: str):
-    from bench import http_queries, index_bench, models_bench, reindex_bench, scale, system
+    from bench import http_queries, index_bench, load, models_bench, reindex_bench, scale, system
 
     return {
         "query": http_queries.latency,
@@ -31,6 +31,7 @@ def section_function(name: str):
         "reindex": reindex_bench.reindex,
         "memory": system.memory,
         "scale": scale.estimate,
+        "load": load.load,
     }[name]
 
 
@@ -41,7 +42,8 @@ def make_run(args) -> Run:
     if args.tiny:
         run.queries, run.warmup, run.index_n, run.index_queries = 6, 2, 3000, 30
         run.throughput_seconds, run.throughput_requests, run.reindex_items = 3.0, 8, 0
-    for name in ("queries", "index_n", "index_queries", "big_trees", "reindex_items", "web_workers"):
+    for name in ("queries", "index_n", "index_queries", "big_trees", "reindex_items", "web_workers",
+                 "load_queries"):
         value = getattr(args, name)
         if value is not None:
             setattr(run, name, value)
@@ -61,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--big-trees", type=lambda v: [int(x) for x in v.split(",")],
                         help="Annoy n_trees to build for the big synthetic index, comma-separated (default 32)")
     parser.add_argument("--reindex-items", type=int, help="reindex only this many items (0: all)")
+    parser.add_argument("--load-queries", type=int, help="queries in the load section's memory run (default 10000)")
     parser.add_argument("--web-workers", type=int, help="gunicorn workers (default min(2, cores))")
     args = parser.parse_args(argv)
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]

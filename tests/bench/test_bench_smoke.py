@@ -98,3 +98,11 @@ def test_memory(deployment):
     r = bench(deployment, "memory")
     assert r["memory.web_embedded.0.rss_mb"] > 0
     assert r["memory.web_embedded.0.index_rss_mb"] >= 0
+
+
+def test_load(deployment):
+    r = bench(deployment, "load")
+    assert r["load.clients"] == 3 and r["load.requests"] > 0 and r["load.errors"] == 0
+    assert 0 < r["load.p50_ms"] <= r["load.p99_ms"] and r["load.qps"] > 0
+    assert r["load.memory.queries"] == 200 and len(r["load.memory.rss_mb_series"]) == 12
+    assert r["load.memory.verdict"] in ("flat", "growing") and "load.memory.growth_pct" in r

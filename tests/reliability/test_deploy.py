@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def manage(tmp_path, *args, **env_overrides) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items()
-           if k not in ("DEBUG", "SECRET_KEY", "SECRET_KEY_FILE", "ALLOWED_HOSTS", "DATABASE_URL", "REDIS_URL")}
+           if k not in ("DEBUG", "SECRET_KEY", "SECRET_KEY_FILE", "ALLOWED_HOSTS", "DATABASE_URL", "REDIS_URL",
+                        "DJANGO_ALLOW_ASYNC_UNSAFE")}  # the browser tests set it for their live server
     env.update(VAR_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="webapp.settings", **env_overrides)
     return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=120)
