@@ -1,4 +1,4 @@
-// The model report's embedding map: a PCA scatter of indexed items as an SVG, coloured by category.
+// The model report's embedding map: a t-SNE scatter of indexed items as an SVG, coloured by category.
 // Hover (or tap) a point to see the item; click keeps it shown; legend buttons highlight one category.
 (function () {
   "use strict";

@@ -57,3 +57,34 @@ def test_model_report_with_embedding_map(web, searchable, staff):
     web.shot(page, "12-model-report")
     # Staff see the report in the main navigation.
     assert page.get_by_role("navigation", name="main").get_by_role("link", name="Model report").is_visible()
+
+
+def test_staff_upload_and_tag_then_find_it(web, searchable, staff, tmp_path):
+    """Staff upload a product photo with a title, confirm the suggested tags, and search finds the item."""
+    import numpy as np
+
+    from tests.conftest import COLOURS, draw_item
+    from webapp.models import Item
+
+    photo = tmp_path / "new-watch.jpg"
+    draw_item("Watches", COLOURS["Green"], np.random.default_rng(42)).save(photo, quality=92)
+    page = log_in(web, staff, "/items/new/")
+    page.set_input_files("input[name=image]", str(photo))
+    page.fill("input[name=title]", "Acme Men Green Watches 999")
+    page.get_by_role("button", name="Suggest tags").click()
+    page.wait_for_selector("input[name=token]", state="attached")
+    assert page.locator("img.heatmap").count() == 1
+    web.shot(page, "13-upload-suggested-tags")
+    page.get_by_role("button", name="Save and make searchable").click()
+    page.wait_for_url("**/items/*/?added=1")
+    item = Item.objects.get(title="Acme Men Green Watches 999")
+    assert item.source == "upload" and item.category  # a suggested category was confirmed
+    # The new item is searchable at once (live buffer): its own photo finds it first.
+    page = web.open("/")
+    page.uncheck("#live-search")
+    page.set_input_files("#photo-input", str(photo))
+    with page.expect_response(lambda r: r.url.endswith("/api/search")):
+        page.get_by_role("button", name="Search").click()
+    page.wait_for_selector("#results-body .card")
+    assert "Acme Men Green Watches 999" in page.locator("#results-body .card").first.inner_text()
+    web.shot(page, "14-uploaded-item-found")

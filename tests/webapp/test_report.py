@@ -79,7 +79,7 @@ def test_gan_samples_last_epoch_confusion_and_evaluation(admin_client, artifacts
 def test_embedding_map_points_are_indexed_items(admin_client, searchable):
     res = admin_client.get("/report/embedding.json")
     body = res.json()
-    assert res.status_code == 200 and body["method"] == "PCA"
+    assert res.status_code == 200 and body["method"] == "t-SNE"
     assert len(body["points"]) == Item.objects.count() == 160
     names = [c["name"] for c in body["categories"]]
     assert sorted(names) == ["Casual Shoes", "Handbags", "Tshirts", "Watches"]

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
-from django.http import FileResponse, Http404, JsonResponse
+from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
@@ -236,10 +236,12 @@ def report_image(request, name: str):
 
 
 def project_2d(vectors: np.ndarray) -> np.ndarray:
-    """PCA to two dimensions (SVD of the centred sample), scaled to [0, 1] on each axis."""
-    centred = vectors - vectors.mean(axis=0, keepdims=True)
-    _u, _s, vt = np.linalg.svd(centred, full_matrices=False)
-    points = centred @ vt[:2].T if vt.shape[0] >= 2 else np.zeros((len(vectors), 2))
+    """t-SNE to two dimensions (as the seed paper's Fig. 2; PCA-initialised, fixed seed), scaled to [0, 1]."""
+    from sklearn.manifold import TSNE
+
+    perplexity = float(min(30.0, max(2.0, (len(vectors) - 1) / 3)))
+    points = TSNE(n_components=2, init="pca", perplexity=perplexity, metric="cosine",
+                  random_state=0).fit_transform(vectors)
     low, high = points.min(axis=0), points.max(axis=0)
     return (points - low) / np.where(high - low > 0, high - low, 1.0)
 
@@ -247,11 +249,15 @@ def project_2d(vectors: np.ndarray) -> np.ndarray:
 @staff_member_required
 @require_GET
 def report_embedding(request):
-    """A PCA map of a sample of the active index's image vectors, with item titles and categories."""
+    """A t-SNE map of a sample of the active index's image vectors, with item titles and categories.
+    Computed once per index version (some seconds) and cached under ARTIFACTS_DIR/reports."""
     try:
         version, store, item_of = active_store()
     except SearchUnavailable as exc:
         return JsonResponse({"error": str(exc)}, status=503)
+    cached = reports_dir() / f"embedding-{version.name}.json"
+    if cached.is_file():
+        return HttpResponse(cached.read_bytes(), content_type="application/json")
     known = np.flatnonzero(item_of >= 0)
     rng = np.random.default_rng(0)
     sample = np.sort(rng.choice(known, size=min(MAP_SAMPLE, len(known)), replace=False))
@@ -269,6 +275,9 @@ def report_embedding(request):
     for (x, y), i in zip(xy, sample, strict=True):
         item = items[int(item_of[i])]
         points.append([round(float(x), 4), round(float(y), 4), item.pk, index_of[item.category], item.title])
-    return JsonResponse({"version": version.name, "indexed": int(store.count), "method": "PCA",
-                         "categories": [{"name": c, "count": counts[c]} for c in categories],
-                         "coloured": MAP_COLOURED_CATEGORIES, "points": points})
+    body = {"version": version.name, "indexed": int(store.count), "method": "t-SNE",
+            "categories": [{"name": c, "count": counts[c]} for c in categories],
+            "coloured": MAP_COLOURED_CATEGORIES, "points": points}
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_text(json.dumps(body))
+    return JsonResponse(body)
