@@ -37,7 +37,7 @@ class EncoderConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "EncoderConfig":
+    def from_dict(cls, d: dict) -> EncoderConfig:
         d = dict(d)
         d["widths"] = tuple(d["widths"])
         return cls(**d)

@@ -141,9 +141,9 @@ class ModelSet:
 
     def embed_images(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """uint8 (N, 80, 60, 3) -> (N, D) float32 in Image2Vec space."""
-        from models.train_encoder import embed_array
-
         import torch
+
+        from models.train_encoder import embed_array
 
         with torch.inference_mode():
             return embed_array(self.encoder(), images, torch.device(self.device), batch_size=batch_size)

@@ -45,7 +45,7 @@ class Manifest:
     build_seconds: float = 0.0
 
     @classmethod
-    def read(cls, directory: Path) -> "Manifest":
+    def read(cls, directory: Path) -> Manifest:
         try:
             return cls(**json.loads((directory / MANIFEST).read_text()))
         except (OSError, ValueError, TypeError) as exc:

@@ -10,7 +10,6 @@ from django.core.management.base import BaseCommand, CommandError
 from search.engine import MODEL_FILES
 from webapp.models import IndexVersion, Item
 
-
 # What the demo needs; the captioner is left to `make train` (caption drafts default to the nearest-neighbour
 # title, which won on BLEU).
 DEMO_ROLES = ["encoder", "sketch2image", "text", "classifier", "classifier_image"]
