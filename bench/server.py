@@ -42,7 +42,9 @@ class Server:
 def server_env(extra: dict[str, str] | None = None, torch_threads: int = 0) -> dict[str, str]:
     env = os.environ.copy()
     env.update({"DEBUG": "0", "SECRET_KEY": "bench-only-" + uuid.uuid4().hex, "SECURE_SSL_REDIRECT": "0",
-                "ALLOWED_HOSTS": "127.0.0.1,localhost", "LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1"})
+                "ALLOWED_HOSTS": "127.0.0.1,localhost", "LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1",
+                # Every bench client is 127.0.0.1: the per-IP rate limiter would measure itself, not the server.
+                "SEARCH_RATE_LIMIT": "0"})
     if torch_threads:
         env["TORCH_THREADS"] = str(torch_threads)
     env.update(extra or {})
