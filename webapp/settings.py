@@ -168,6 +168,7 @@ else:
         "data_folder_in": str(CELERY_BROKER_DIR / "queue"),
         "data_folder_out": str(CELERY_BROKER_DIR / "queue"),
         "processed_folder": str(CELERY_BROKER_DIR / "processed"),
+        "control_folder": str(CELERY_BROKER_DIR / "control"),  # else kombu writes ./control in the working dir
         "store_processed": False,
         "polling_interval": 0.05,  # seconds between directory scans (kombu's default 1 s adds ~0.5 s a task)
     }

@@ -20,7 +20,7 @@ def _make_broker_dirs(sender, **kwargs):
     from django.conf import settings
 
     if not settings.REDIS_URL:
-        for name in ("queue", "processed", "results"):
+        for name in ("queue", "processed", "results", "control"):
             (settings.CELERY_BROKER_DIR / name).mkdir(parents=True, exist_ok=True)
 
 
