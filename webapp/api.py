@@ -26,16 +26,19 @@ class ErrorOut(Schema):
     error: str
 
 
-class HitOut(Schema):
+class ItemOut(Schema):
     id: int
     sku: str
     title: str
     category: str
     gender: str
     colour: str
-    score: float
     image_url: str
     url: str
+
+
+class HitOut(ItemOut):
+    score: float
 
 
 class SearchOut(Schema):
@@ -96,10 +99,7 @@ def unavailable(request, exc: Exception):
 
 
 def hit_out(request, hit) -> dict:
-    item = hit.item
-    return {"id": item.pk, "sku": item.sku, "title": item.title, "category": item.category, "gender": item.gender,
-            "colour": item.colour, "score": round(hit.score, 4), "image_url": request.build_absolute_uri(item.image_url),
-            "url": request.build_absolute_uri(item.get_absolute_url())}
+    return {**item_out(request, hit.item), "score": round(hit.score, 4)}
 
 
 def search_out(request, result, query: dict, started: float, generated_image: str | None = None) -> dict:
@@ -149,17 +149,6 @@ class SuggestionOut(Schema):
     heatmap: str
     title_draft: str
     timings_ms: dict[str, float]
-
-
-class ItemOut(Schema):
-    id: int
-    sku: str
-    title: str
-    category: str
-    gender: str
-    colour: str
-    image_url: str
-    url: str
 
 
 class ItemCreatedOut(Schema):
