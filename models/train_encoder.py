@@ -40,7 +40,7 @@ PROFILES = {
     # ~3 minutes on 2 CPU cores: enough for a demo that finds the right kind of thing.
     "quick": EncoderProfile("quick", epochs=1, batch_size=96, max_train_items=16000, widths=(24, 48, 96, 192)),
     # The profile the quality targets are measured on (GPU: minutes; 2 CPU cores: hours).
-    "full": EncoderProfile("full", epochs=40, batch_size=256, lr=4e-3, widths=(32, 64, 128, 256)),
+    "full": EncoderProfile("full", epochs=80, batch_size=256, lr=4e-3, widths=(32, 64, 128, 256)),
     # For tests: a few seconds.
     "tiny": EncoderProfile("tiny", epochs=6, batch_size=8, widths=(8, 16, 16, 32), embed_dim=32, lr=5e-3),
 }
