@@ -6,10 +6,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from search.index import AnnoyStore, recall_at_k
+from search.index import VectorStore, recall_at_k
 
 
-def precision_at_ks(store: AnnoyStore, query_vectors: np.ndarray, query_labels: Sequence[str],
+def precision_at_ks(store: VectorStore, query_vectors: np.ndarray, query_labels: Sequence[str],
                     gallery_labels: Sequence[str], *, ks: Sequence[int] = (5, 10), exclude: Sequence[int] | None = None,
                     space: str = "image") -> dict[str, float]:
     """Mean P@k: the share of the top k hits (by the index) whose label equals the query's.
@@ -28,11 +28,11 @@ def precision_at_ks(store: AnnoyStore, query_vectors: np.ndarray, query_labels: 
     return {f"p_at_{k}": sums[k] / n for k in ks}
 
 
-def ann_recall(store: AnnoyStore, query_vectors: np.ndarray, k: int = 10, space: str = "image") -> float:
+def ann_recall(store: VectorStore, query_vectors: np.ndarray, k: int = 10, space: str = "image") -> float:
     return recall_at_k(store, query_vectors, k=k, space=space)
 
 
-def recall_of_items(store: AnnoyStore, query_vectors: np.ndarray, targets: Sequence[int], *, k: int = 10,
+def recall_of_items(store: VectorStore, query_vectors: np.ndarray, targets: Sequence[int], *, k: int = 10,
                     space: str = "image") -> dict[str, float]:
     """R@k: the share of queries whose own item (annoy id ``targets[i]``) is among the top k."""
     found = sum(targets[i] in [h for h, _ in store.query(vec, k, space=space)] for i, vec in enumerate(query_vectors))

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from search.index import AnnoyStore
+from search.index import VectorStore
 
 
-def fuse_scores(store: AnnoyStore, parts: Sequence[tuple[np.ndarray, str, float]], k: int, *,
+def fuse_scores(store: VectorStore, parts: Sequence[tuple[np.ndarray, str, float]], k: int, *,
                 allowed: np.ndarray | None = None, pool: int = 200) -> list[tuple[int, float]]:
     """Top-k (annoy id, fused score) for ``parts`` = [(vector, space, weight), ...]."""
     candidates: set[int] = set()

@@ -36,9 +36,19 @@ class ItemAdmin(admin.ModelAdmin):
 
 @admin.register(IndexVersion)
 class IndexVersionAdmin(admin.ModelAdmin):
-    list_display = ["name", "is_active", "status", "count", "encoder_version", "n_trees", "search_k", "created"]
+    list_display = ["name", "is_active", "status", "count", "encoder_version", "backend", "parameters", "created"]
     readonly_fields = [f.name for f in IndexVersion._meta.fields]
     change_list_template = "admin/webapp/indexversion/change_list.html"
+
+    @admin.display(description="backend")
+    def backend(self, obj):
+        return obj.manifest.get("backend", "annoy")
+
+    @admin.display(description="search parameters")
+    def parameters(self, obj):
+        if obj.manifest.get("backend") == "ivf":
+            return f"nlist {obj.manifest.get('nlist')}, nprobe {obj.manifest.get('nprobe')}"
+        return f"{obj.n_trees} trees, search_k {obj.search_k}"
 
     def has_add_permission(self, request):
         return False

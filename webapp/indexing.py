@@ -152,19 +152,21 @@ def reusable_text_vectors(item_ids: list[int], text_version: str) -> tuple[np.nd
 
 def build_version(item_ids: list[int], spaces: dict[str, np.ndarray], *, job_id: int | None = None,
                   shards: int = 1, snapshot: datetime | None = None, text_model: str | None = None) -> IndexVersion:
-    """Write the Annoy files, the version row and its id mapping; then switch in one transaction."""
+    """Write the index files, the version row and its id mapping; then switch in one transaction."""
     models = get_models()
     name = timezone.now().strftime("v%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     directory = settings.ARTIFACTS_DIR / "indexes" / name
     encoder_version = models.version("encoder")
-    set_progress(job_id, "building the Annoy index", 0, 1)
+    set_progress(job_id, f"building the {settings.INDEX_BACKEND} index", 0, 1)
     versions = {"encoder": encoder_version, **({"text": text_model} if text_model else {})}
     manifest = build_index(directory, spaces, version=name, n_trees=settings.INDEX_N_TREES,
-                           search_k=settings.INDEX_SEARCH_K, shards=shards, models=versions)
+                           search_k=settings.INDEX_SEARCH_K, shards=shards, models=versions,
+                           backend=settings.INDEX_BACKEND, nlist=settings.INDEX_NLIST, nprobe=settings.INDEX_NPROBE)
     version = IndexVersion.objects.create(
         name=name, path=str(directory), status=IndexVersion.Status.BUILDING, encoder_version=encoder_version,
         metric=manifest.metric, dim=manifest.spaces["image"], n_trees=manifest.n_trees, search_k=manifest.search_k,
-        count=manifest.count, manifest={"shards": manifest.shards, "spaces": manifest.spaces,
+        count=manifest.count, manifest={"backend": manifest.backend, "nlist": manifest.nlist,
+                                        "nprobe": manifest.nprobe, "shards": manifest.shards, "spaces": manifest.spaces,
                                         "build_seconds": manifest.build_seconds, "models": manifest.models})
     set_progress(job_id, "saving the id mapping", 0, 1)
     IndexEntry.objects.bulk_create(

@@ -43,7 +43,7 @@ class Item(models.Model):
 
 
 class IndexVersion(models.Model):
-    """One built Annoy index on disk. Exactly one row is active; switching is one transaction."""
+    """One built index (Annoy or IVF) on disk. Exactly one row is active; switching is one transaction."""
 
     class Status(models.TextChoices):
         BUILDING = "building"

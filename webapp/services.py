@@ -1,6 +1,6 @@
 """The web app's door to the search domain: models, the active index, and items for hits.
 
-Each process keeps one ModelSet and one loaded AnnoyStore per index version.
+Each process keeps one ModelSet and one loaded VectorStore per index version.
 The active version is read from the database on every query (one indexed
 row), so a reindex done elsewhere is picked up on the next query, no restart.
 """
@@ -15,13 +15,13 @@ import numpy as np
 from django.conf import settings
 
 from search.engine import Encoded, ModelSet
-from search.index import AnnoyStore, IndexFileError
+from search.index import IndexFileError, VectorStore
 from webapp.models import IndexEntry, IndexVersion, Item, LiveVector
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _models: ModelSet | None = None
-_stores: dict[int, tuple[AnnoyStore, np.ndarray]] = {}
+_stores: dict[int, tuple[VectorStore, np.ndarray]] = {}
 
 
 class SearchUnavailable(RuntimeError):
@@ -60,14 +60,14 @@ def active_version() -> IndexVersion | None:
     return IndexVersion.objects.filter(is_active=True).first()
 
 
-def load_store(version: IndexVersion) -> tuple[AnnoyStore, np.ndarray]:
+def load_store(version: IndexVersion) -> tuple[VectorStore, np.ndarray]:
     """The memory-mapped index of ``version`` and its annoy id -> item pk array."""
     with _lock:
         cached = _stores.get(version.pk)
     if cached is not None:
         return cached
     try:
-        store = AnnoyStore(version.path, search_k=version.search_k or None)
+        store = VectorStore(version.path, search_k=version.search_k or None)
     except IndexFileError as exc:
         raise SearchUnavailable(f"index {version.name} cannot be used: {exc}. Run `python manage.py reindex`.") from exc
     item_of = np.full(store.count, -1, dtype=np.int64)
@@ -81,7 +81,7 @@ def load_store(version: IndexVersion) -> tuple[AnnoyStore, np.ndarray]:
     return store, item_of
 
 
-def active_store() -> tuple[IndexVersion, AnnoyStore, np.ndarray]:
+def active_store() -> tuple[IndexVersion, VectorStore, np.ndarray]:
     version = active_version()
     if version is None:
         raise SearchUnavailable("no search index yet: import a catalog and run `python manage.py reindex`")

@@ -125,8 +125,14 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = UPLOAD_MAX_BYTES + 1024 * 1024
 # Search
 SEARCH_DEFAULT_K = envint("SEARCH_DEFAULT_K", 12)
 SEARCH_MAX_K = envint("SEARCH_MAX_K", 100)
+# "annoy" (default, catalog scale) or "ivf" (faiss IVF-Flat, memory-mapped: large catalogs; bench/results.md)
+INDEX_BACKEND = env("INDEX_BACKEND", "annoy")
+if INDEX_BACKEND not in ("annoy", "ivf"):
+    raise RuntimeError(f"INDEX_BACKEND must be annoy or ivf, not {INDEX_BACKEND!r}")
 INDEX_N_TREES = envint("INDEX_N_TREES", 64)
 INDEX_SEARCH_K = envint("INDEX_SEARCH_K", 20000)
+INDEX_NLIST = envint("INDEX_NLIST", 0)  # ivf partitions; 0: about sqrt(items)
+INDEX_NPROBE = envint("INDEX_NPROBE", 16)  # ivf partitions scanned per query
 INDEX_KEEP_VERSIONS = envint("INDEX_KEEP_VERSIONS", 2)
 TORCH_THREADS = envint("TORCH_THREADS", 0)  # 0: PyTorch's default
 CAPTION_METHOD = env("CAPTION_METHOD", "lstm")  # "lstm" (won on BLEU, see README) or "neighbour"

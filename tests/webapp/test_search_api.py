@@ -106,3 +106,14 @@ def test_reindex_switches_versions_and_prunes(searchable, settings):
     from pathlib import Path
 
     assert not Path(first.path).exists() and Path(third.path).exists()
+
+
+def test_ivf_backend_serves_the_same_searches(searchable, settings, client):
+    from webapp.indexing import reindex
+
+    settings.INDEX_BACKEND = "ivf"
+    version = reindex(reuse=False)
+    assert version.manifest["backend"] == "ivf" and version.manifest["nprobe"] == settings.INDEX_NPROBE
+    item = Item.objects.filter(category="Handbags").first()
+    body = client.get(f"/api/items/{item.pk}/similar?k=5").json()
+    assert sum(r["category"] == "Handbags" for r in body["results"]) >= 4

@@ -86,8 +86,8 @@ class Command(BaseCommand):
         self.say(f"Photo queries: {len(test_ids)} test items against {store.count} indexed items...")
         report["photo"] = {**precision_at_ks(store, vectors, test_labels, labels, exclude=test_ids), "n": len(test_ids)}
         sample = vectors[:: max(1, len(vectors) // 1000)]
-        report["ann"] = {"recall_at_10": ann_recall(store, sample), "n": len(sample), "n_trees": version.n_trees,
-                         "search_k": store.search_k}
+        report["ann"] = {"recall_at_10": ann_recall(store, sample), "n": len(sample), "backend": store.backend,
+                         "parameters": store.describe(), "n_trees": version.n_trees, "search_k": store.search_k}
 
         from search.images import load_image_array
 
