@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import Run, say
+from search.index import auto_nlist
 
 logging.getLogger("faiss.loader").setLevel(logging.WARNING)
 
@@ -83,23 +84,38 @@ def exact_figures(base, queries, p: str, out: dict) -> float:
     return qps
 
 
-def annoy_figures(base, queries, truth, p, out, work: Path, trees: list[int], search_ks: list[int],
+def store_figures(base, queries, truth, p, out, work: Path, backend: str, builds: list[int], efforts: list[int],
                   exact_qps: float) -> None:
-    from search.index import AnnoyStore, build_index
+    """Our store (``search.index``, the real build and query code) for one backend, swept.
 
-    for n_trees in trees:
-        directory = work / f"annoy-t{n_trees}"
-        manifest = build_index(directory, {"image": base}, version="bench", n_trees=n_trees, search_k=search_ks[0])
-        out[f"{p}.annoy.t{n_trees}.build_s"] = manifest.build_seconds
-        out[f"{p}.annoy.t{n_trees}.size_mb"] = dir_size_mb(directory, "*.ann")
-        say(f"{p}.annoy.t{n_trees} build s / MB", f"{manifest.build_seconds:.1f} / "
-            f"{out[f'{p}.annoy.t{n_trees}.size_mb']:.0f}")
-        store = AnnoyStore(directory)
-        for search_k in search_ks:
+    annoy: ``builds`` are n_trees, ``efforts`` search_k; ivf: ``builds`` are
+    nlist (0 = the store's default, about sqrt(n)), ``efforts`` nprobe.
+    """
+    from search.index import VectorStore, build_index
+
+    for build in builds:
+        directory = work / f"{backend}-{build}"
+        if backend == "ivf":
+            manifest = build_index(directory, {"image": base}, version="bench", backend="ivf", nlist=build)
+            tag, pattern = f"n{manifest.nlist}", "*.ivf"
+        else:
+            manifest = build_index(directory, {"image": base}, version="bench", n_trees=build, search_k=efforts[0])
+            tag, pattern = f"t{build}", "*.ann"
+        out[f"{p}.{backend}.{tag}.build_s"] = manifest.build_seconds
+        out[f"{p}.{backend}.{tag}.size_mb"] = dir_size_mb(directory, pattern)
+        say(f"{p}.{backend}.{tag} build s / MB", f"{manifest.build_seconds:.1f} / "
+            f"{out[f'{p}.{backend}.{tag}.size_mb']:.0f}")
+        store = VectorStore(directory)
+        for effort in efforts:
+            if backend == "ivf":
+                if effort > manifest.nlist:
+                    continue
+                ask, s = {"nprobe": effort}, f"{p}.sweep.ivf.{tag}-p{effort}"
+            else:
+                ask, s = {"search_k": effort}, f"{p}.sweep.annoy.{tag}-k{effort}"
             ms: list[float] = []
             answers, qps = timed_queries(
-                lambda q, sk=search_k, st=store: [i for i, _ in st.query(q, K, search_k=sk)], queries, ms)
-            s = f"{p}.sweep.annoy.t{n_trees}-k{search_k}"
+                lambda q, a=ask, st=store: [i for i, _ in st.query(q, K, **a)], queries, ms)
             out[f"{s}.p50_ms"], out[f"{s}.p99_ms"] = float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
             out[f"{s}.recall_at_10"] = recall(answers, truth)
             out[f"{s}.qps"] = qps
@@ -165,44 +181,69 @@ def faiss_figures(base, queries, truth, p, out, exact_qps: float, nprobes=(1, 4,
     faiss.omp_set_num_threads(len(os.sched_getaffinity(0)))
 
 
+STORES = ("annoy", "ivf")  # the backends of our own store (search.index); hnswlib and faiss are peers
+
+
+def setting_name(tag: str) -> str:
+    """'annoy.t32-k5000' -> 'annoy n_trees=32, search_k=5000'; 'ivf.n1000-p16' -> 'ivf nlist=1000, nprobe=16'."""
+    backend, params = tag.split(".", 1)
+    build, effort = params.split("-")
+    if backend == "ivf":
+        return f"ivf nlist={build[1:]}, nprobe={effort[1:]}"
+    return f"annoy n_trees={build[1:]}, search_k={effort[1:]}"
+
+
 def choose(out: dict, p: str, default: str, targets: bool) -> None:
-    """The chosen Annoy setting: the fastest that meets the targets, else the default; say which."""
-    rows = {k[len(p) + len(".sweep.annoy."):-len(".recall_at_10")]: v for k, v in out.items()
-            if k.startswith(p + ".sweep.annoy.") and k.endswith(".recall_at_10")}
-    meeting = [t for t, r in rows.items() if r >= TARGET_RECALL
-               and out[f"{p}.sweep.annoy.{t}.speedup_vs_exact"] >= TARGET_SPEEDUP]
-    chosen = max(meeting, key=lambda t: out[f"{p}.sweep.annoy.{t}.qps"]) if meeting else (
-        default if default in rows else max(rows, key=lambda t: rows[t]))
-    s = f"{p}.sweep.annoy.{chosen}"
-    out[f"{p}.chosen"] = f"annoy {chosen.replace('-', ', ').replace('t', 'n_trees=', 1).replace('k', 'search_k=', 1)}"
+    """The chosen store setting: the fastest (either backend) meeting the targets, else the default; say which."""
+    prefix = f"{p}.sweep."
+    rows = {k[len(prefix):-len(".recall_at_10")]: v for k, v in out.items()
+            if k.startswith(prefix) and k.endswith(".recall_at_10") and k[len(prefix):].split(".")[0] in STORES}
+
+    def qps(tag: str) -> float:
+        return out[f"{prefix}{tag}.qps"]
+
+    def meets(tag: str) -> bool:
+        return rows[tag] >= TARGET_RECALL and out[f"{prefix}{tag}.speedup_vs_exact"] >= TARGET_SPEEDUP
+
+    meeting = [t for t in rows if meets(t)]
+    chosen = max(meeting, key=qps) if meeting else (default if default in rows else max(rows, key=rows.get))
+    s = f"{prefix}{chosen}"
+    out[f"{p}.chosen"] = setting_name(chosen)
     out[f"{p}.recall_at_10"] = out[f"{s}.recall_at_10"]
     out[f"{p}.qps"] = out[f"{s}.qps"]
     out[f"{p}.speedup_vs_exact"] = out[f"{s}.speedup_vs_exact"]
     out[f"{p}.p50_ms"], out[f"{p}.p99_ms"] = out[f"{s}.p50_ms"], out[f"{s}.p99_ms"]
-    out[f"{p}.size_mb"] = out.get(f"{p}.annoy.{chosen.split('-')[0]}.size_mb")
+    backend, params = chosen.split(".", 1)
+    out[f"{p}.size_mb"] = out.get(f"{p}.{backend}.{params.split('-')[0]}.size_mb")
     out[f"{p}.target_met"] = bool(meeting)
-    others = [k.rsplit(".", 1)[0] for k, v in out.items() if k.startswith(p + ".sweep.") and k.endswith(".recall_at_10")
-              and ".annoy." not in k and v >= TARGET_RECALL and out[k.rsplit(".", 1)[0] + ".speedup_vs_exact"]
-              >= TARGET_SPEEDUP]
-    good = [t for t, r in rows.items() if r >= TARGET_RECALL]
-    if good:
-        best = max(good, key=lambda t: out[f"{p}.sweep.annoy.{t}.qps"])
-        out[f"{p}.annoy_fastest_at_recall_{TARGET_RECALL}"] = (
-            f"{best}: {out[f'{p}.sweep.annoy.{best}.speedup_vs_exact']:.1f}x exact")
-    if targets and not meeting:
-        out[f"{p}.note"] = (f"No Annoy setting measured reaches recall@10 ≥ {TARGET_RECALL} at ≥ {TARGET_SPEEDUP:g}× "
-                            f"exact; meeting it: {', '.join(o.split('.sweep.')[1] for o in others) or 'none'}.")
+    verdicts = []
+    for store in STORES:
+        good = [t for t in rows if t.startswith(store + ".") and rows[t] >= TARGET_RECALL]
+        fastest = ""
+        if good:
+            best = max(good, key=qps)
+            fastest = (f"{setting_name(best)}: recall {rows[best]:.3f} at "
+                       f"{out[f'{prefix}{best}.speedup_vs_exact']:.1f}× exact")
+            out[f"{p}.{store}_fastest_at_recall_{TARGET_RECALL}"] = fastest
+        met = any(meets(t) for t in rows if t.startswith(store + "."))
+        out[f"{p}.{store}.target_met"] = met
+        verdicts.append(f"{store} {'meets it' if met else 'misses it'}"
+                        + (f" (fastest at recall ≥ {TARGET_RECALL}: {fastest})" if fastest else ""))
+    if targets:
+        out[f"{p}.note"] = (f"Target: recall@10 ≥ {TARGET_RECALL} at ≥ {TARGET_SPEEDUP:g}× the queries/s of exact "
+                            f"search, by our store — {'; '.join(verdicts)}.")
     say(f"{p}.chosen", f"{out[f'{p}.chosen']} (targets met: {bool(meeting)})")
 
 
 def dataset(run: Run, name: str, base: np.ndarray, queries: np.ndarray, trees: list[int], search_ks: list[int],
-            default: str, work: Path, out: dict, source: str, targets: bool = False) -> None:
+            nprobes: list[int], default: str, work: Path, out: dict, source: str, targets: bool = False) -> None:
     p = f"index.{name}"
     out[f"{p}.n"], out[f"{p}.dim"], out[f"{p}.source"] = len(base), int(base.shape[1]), source
     out[f"{p}.queries"] = len(queries)
     truth = exact_topk(base, queries)
     exact_qps = exact_figures(base, queries, p, out)
-    annoy_figures(base, queries, truth, p, out, work, trees, search_ks, exact_qps)
+    store_figures(base, queries, truth, p, out, work, "annoy", trees, search_ks, exact_qps)
+    store_figures(base, queries, truth, p, out, work, "ivf", [0], nprobes, exact_qps)
     choose(out, p, default, targets)
     hnsw_figures(base, queries, truth, p, out, work, exact_qps)
     faiss_figures(base, queries, truth, p, out, exact_qps)
@@ -227,27 +268,37 @@ def index(run: Run, log_dir: Path) -> dict:
     if queries is None:
         queries = real[np.random.default_rng(1).choice(len(real), run.index_queries)]
         source = "active index; queries: members of the index"
-    default = f"t{settings.INDEX_N_TREES}-k{settings.INDEX_SEARCH_K}"
+    if settings.INDEX_BACKEND == "ivf":
+        default = f"ivf.n{auto_nlist(len(real)) if not settings.INDEX_NLIST else settings.INDEX_NLIST}-p{settings.INDEX_NPROBE}"
+    else:
+        default = f"annoy.t{settings.INDEX_N_TREES}-k{settings.INDEX_SEARCH_K}"
     search_ks = sorted({1000, 3000, 10000, settings.INDEX_SEARCH_K, 50000})
+    nprobes = [1, 4] if run.tiny else sorted({4, 8, 16, 32, settings.INDEX_NPROBE})
     work = Path(tempfile.mkdtemp(prefix="bench-index-", dir=settings.ARTIFACTS_DIR))
     try:
         trees = sorted({16, 32, settings.INDEX_N_TREES}) if not run.tiny else [settings.INDEX_N_TREES]
-        dataset(run, label(len(real)), real, queries, trees, search_ks, default, work, out, source)
+        dataset(run, label(len(real)), real, queries, trees, search_ks, nprobes, default, work, out, source)
         mixture = fit_mixture(real, labels)
-        synthetic = mixture.sample(run.index_n, seed=0)
         name = label(run.index_n)
         out["index.synthetic_dataset"] = f"index.{name}"
         big_trees = [8] if run.tiny else run.big_trees
         big_ks = [1000, 20000] if run.tiny else [5000, 10000, 20000, 30000, 50000, 100000]
-        dataset(run, name, synthetic, mixture.sample(run.index_queries, seed=1), big_trees, big_ks,
-                f"t{big_trees[0]}-k20000", work, out,
-                f"synthetic: Gaussian mixture fitted per articleType ({len(mixture.weights)} types)", targets=True)
-        check = mixture.sample(len(real), seed=4)
-        out[f"index.{name}.synthetic"] = (
-            f"Synthetic vectors: one Gaussian per articleType of the real index (its share, mean, empirical "
-            f"covariance + 5 % isotropic noise), L2-normalised. Crowding check at the real size: mean cosine to the "
-            f"10th neighbour {neighbour_cosine(real):.3f} (real) vs {neighbour_cosine(check):.3f} (synthetic).")
-        say(f"index.{name}.synthetic", out[f"index.{name}.synthetic"])
+        variants = [(name, mixture, "")]
+        if not (run.tiny or run.quick):
+            variants.append((f"{name}-flat", mixture.flattened(0.5), " with half of each type's spread made isotropic "
+                             "(a flatter spectrum: stress test)"))
+        for ds, mix, how in variants:
+            dataset(run, ds, mix.sample(run.index_n, seed=0), mix.sample(run.index_queries, seed=1), big_trees,
+                    big_ks, nprobes, f"annoy.t{big_trees[0]}-k20000", work, out,
+                    f"synthetic: Gaussian mixture fitted per articleType ({len(mix.weights)} types){how}",
+                    targets=True)
+            check = mix.sample(len(real), seed=4)
+            out[f"index.{ds}.synthetic"] = (
+                f"Synthetic vectors: one Gaussian per articleType of the real index (its share, mean, empirical "
+                f"covariance + 5 % isotropic noise){how}, L2-normalised. Crowding check at the real size: mean cosine "
+                f"to the 10th neighbour {neighbour_cosine(real):.3f} (real) vs {neighbour_cosine(check):.3f} "
+                f"(synthetic).")
+            say(f"index.{ds}.synthetic", out[f"index.{ds}.synthetic"])
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return out

@@ -90,11 +90,11 @@ def embed_tables(r: dict) -> list[str]:
 def index_tables(r: dict) -> list[str]:
     out = []
     for ds in sorted({k.split(".")[1] for k in r if k.startswith("index.") and k.endswith(".n")
-                      and k.count(".") == 2}, key=lambda d: r.get(f"index.{d}.n", 0)):
+                      and k.count(".") == 2}, key=lambda d: (r.get(f"index.{d}.n", 0), d)):
         p = f"index.{ds}"
         out += [f"### Index: {ds} ({fmt(r.get(p + '.n'))} × {r.get(p + '.dim')}-d, {r.get(p + '.source', '')})", ""]
         out += [f"Exact search (numpy/BLAS): {fmt(r.get(p + '.exact.qps'))} queries/s one at a time, "
-                f"{fmt(r.get(p + '.exact.batch_qps'))} queries/s in batches. Chosen Annoy: "
+                f"{fmt(r.get(p + '.exact.batch_qps'))} queries/s in batches. Chosen setting of our store: "
                 f"{r.get(p + '.chosen', '?')} → recall@10 {fmt(r.get(p + '.recall_at_10'))}, "
                 f"{fmt(r.get(p + '.qps'))} queries/s, {fmt(r.get(p + '.speedup_vs_exact'))}× exact.", ""]
         rows = []

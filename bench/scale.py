@@ -33,7 +33,7 @@ def fanout(run: Run) -> dict:
 
     from bench.index_bench import exact_topk, recall
     from bench.vectors import real_vectors
-    from search.index import AnnoyStore, build_index
+    from search.index import VectorStore, build_index
 
     base, _, _ = real_vectors()
     rng = np.random.default_rng(5)
@@ -48,7 +48,7 @@ def fanout(run: Run) -> dict:
         for shards in ((1, 2) if run.tiny else (1, 2, 4, 8)):
             build_index(work / f"s{shards}", {"image": base}, version="bench", n_trees=16, shards=shards,
                         search_k=max(total_k // shards, 100))
-            store = AnnoyStore(work / f"s{shards}")
+            store = VectorStore(work / f"s{shards}")
             store.query(queries[0], 10)
             ms, found = [], []
             for q in queries:
@@ -114,7 +114,7 @@ def estimate(run: Run, log_dir: Path) -> dict:
                     for s in (1, 2, 4, 8) if f"scale.fanout.s{s}.p50_ms" in out)
     out["scale.markdown"] = "\n".join([
         "### Beyond one machine (estimate)", "",
-        f"Measured: one Annoy shard of {shard_n:,} vectors ({results.get(f'{big}.chosen', '?')}) answers in "
+        f"Measured: one index shard of {shard_n:,} vectors ({results.get(f'{big}.chosen', '?')}) answers in "
         f"{shard_p50:.1f} ms p50 / {shard_p99:.1f} ms p99 with recall@10 {shard_recall:.3f} and takes "
         f"{shard_gib:.2f} GiB; fanning the catalog's own index out over shards in one process (same total "
         f"search_k): {fan}, i.e. ≈ {per_extra:.2f} ms per extra shard. The models (decode, normalise, GAN, encoder "

@@ -25,6 +25,19 @@ class Mixture:
     means: np.ndarray  # (C, D)
     scales: list[np.ndarray]  # per component: (r, D) rows = singular vectors * spread
     noise: float  # isotropic std added to every draw
+    iso: np.ndarray | None = None  # per component: extra isotropic std (``flattened``)
+
+    def flattened(self, share: float) -> Mixture:
+        """The same mixture with ``share`` of each type's spread moved into isotropic directions.
+
+        Same means and the same total within-type variance, but a flatter
+        spectrum: a harder case for any index (a stress test, not a fit).
+        """
+        dim = self.means.shape[1]
+        total = np.array([float((s ** 2).sum()) for s in self.scales])
+        return Mixture(weights=self.weights, means=self.means,
+                       scales=[s * np.float32(np.sqrt(1.0 - share)) for s in self.scales], noise=self.noise,
+                       iso=np.sqrt(share * total / dim).astype(np.float32))
 
     def sample(self, n: int, seed: int) -> np.ndarray:
         rng = np.random.default_rng(seed)
@@ -37,7 +50,8 @@ class Mixture:
                 continue
             basis = self.scales[c]
             x = self.means[c] + rng.standard_normal((m, len(basis))).astype(np.float32) @ basis
-            x += rng.standard_normal((m, dim)).astype(np.float32) * self.noise
+            x += rng.standard_normal((m, dim)).astype(np.float32) * (
+                self.noise if self.iso is None else float(np.hypot(self.noise, self.iso[c])))
             out[at:at + m] = x
             at += m
         out = out[rng.permutation(n)]
@@ -70,12 +84,12 @@ def fit_mixture(vectors: np.ndarray, labels: np.ndarray) -> Mixture:
 
 def real_vectors() -> tuple[np.ndarray, np.ndarray, Path]:
     """(vectors, articleType label per vector, index dir) of the active index."""
-    from search.index import AnnoyStore
+    from search.index import VectorStore
 
     directory = active_index_dir()
     if directory is None:
         raise RuntimeError("no active index: run `python manage.py reindex`")
-    store = AnnoyStore(directory)
+    store = VectorStore(directory)
     vectors = np.asarray(store.vectors("image"), np.float32)
     setup_django()
     from webapp.models import IndexEntry, IndexVersion

@@ -85,6 +85,8 @@ def test_index_and_scale(deployment):
     assert 0 <= r["index.3k.recall_at_10"] <= 1 and r["index.3k.speedup_vs_exact"] > 0
     assert 0 <= r["index.160.recall_at_10"] <= 1
     assert any(k.startswith("index.3k.sweep.hnswlib.") or k == "index.3k.hnswlib.status" for k in r)
+    assert any(k.startswith("index.3k.sweep.ivf.") for k in r) and any(k.startswith("index.3k.sweep.annoy.") for k in r)
+    assert isinstance(r["index.3k.annoy.target_met"], bool) and isinstance(r["index.3k.ivf.target_met"], bool)
     assert "Beyond one machine" in r["scale.markdown"] and r["scale.10m.shards"] > 1
 
 
