@@ -48,26 +48,50 @@ def request_reindex() -> tuple[Job, bool]:
     with transaction.atomic():
         current = Job.objects.select_for_update().filter(
             kind=Job.Kind.REINDEX, status__in=[Job.Status.PENDING, Job.Status.RUNNING]).first()
-        if current:
+        if current and expire_if_stale(current).status in (Job.Status.PENDING, Job.Status.RUNNING):
             return current, False
         return Job.objects.create(kind=Job.Kind.REINDEX, stage="waiting for a worker"), True
 
 
+def expire_if_stale(job: Job) -> Job:
+    """A reindex that reported nothing for ``REINDEX_STALE_SECONDS`` is failed: its workers were lost.
+
+    (Every worker that held its tasks died, or none ever took it.) Its late
+    tasks, should they run, find it failed and do nothing; a new reindex can
+    start. Returns the job, refreshed when it was expired.
+    """
+    if job.kind != Job.Kind.REINDEX or job.status not in (Job.Status.PENDING, Job.Status.RUNNING):
+        return job
+    silent = (timezone.now() - job.last_sign_of_life).total_seconds()
+    if silent < settings.REINDEX_STALE_SECONDS:
+        return job
+    waiting = "no index worker took it" if job.status == Job.Status.PENDING else "its workers were lost"
+    message = (f"no progress for {silent / 60:.0f} min (last at stage '{job.stage}'): {waiting}. "
+               f"Start a new reindex; the active index kept serving.")
+    Job.objects.filter(pk=job.pk, status=job.status, heartbeat=job.heartbeat).update(
+        status=Job.Status.FAILED, message=message, finished=timezone.now())
+    job.refresh_from_db()
+    if job.status == Job.Status.FAILED:
+        log.warning("reindex job %s expired: %s", job.pk, message)
+    return job
+
+
 def claim(job_id: int) -> bool:
     """PENDING -> RUNNING by one conditional update: exactly one worker wins."""
+    now = timezone.now()
     return Job.objects.filter(pk=job_id, status=Job.Status.PENDING).update(
-        status=Job.Status.RUNNING, started=timezone.now(), stage="starting") == 1
+        status=Job.Status.RUNNING, started=now, heartbeat=now, stage="starting") == 1
 
 
 def set_progress(job_id: int | None, stage: str, done: int = 0, total: int = 0) -> None:
     if job_id is not None:
-        Job.objects.filter(pk=job_id).update(stage=stage, done=done, total=total)
+        Job.objects.filter(pk=job_id).update(stage=stage, done=done, total=total, heartbeat=timezone.now())
 
 
 def add_progress(job_id: int | None, n: int) -> None:
     """Chunks on several workers count into one row without overwriting each other."""
     if job_id is not None:
-        Job.objects.filter(pk=job_id).update(done=F("done") + n)
+        Job.objects.filter(pk=job_id).update(done=F("done") + n, heartbeat=timezone.now())
 
 
 def fail_job(job_id: int, message: str) -> None:

@@ -110,12 +110,17 @@ class Job(models.Model):
     created = models.DateTimeField(auto_now_add=True)
     started = models.DateTimeField(null=True, blank=True)
     finished = models.DateTimeField(null=True, blank=True)
+    heartbeat = models.DateTimeField(null=True, blank=True, help_text="last progress a worker reported")
 
     class Meta:
         ordering = ["-created"]
 
     def __str__(self) -> str:
         return f"{self.kind} #{self.pk} {self.status}"
+
+    @property
+    def last_sign_of_life(self):
+        return self.heartbeat or self.started or self.created
 
     @property
     def percent(self) -> int:

@@ -203,6 +203,8 @@ SEARCH_WORKER_TIMEOUT = float(env("SEARCH_WORKER_TIMEOUT", "10"))
 # Reindex: items per chunk task (a Celery group over all index workers; vectors go to files under
 # ARTIFACTS_DIR/reindex/), and how many Annoy files the index is split into.
 REINDEX_CHUNK_SIZE = envint("REINDEX_CHUNK_SIZE", 2048)
+# A reindex with no progress for this long is marked failed (its workers were lost) and a new one may start.
+REINDEX_STALE_SECONDS = envint("REINDEX_STALE_SECONDS", 1800)
 INDEX_SHARDS = envint("INDEX_SHARDS", 1)
 # Health: how long /healthz waits for the broker and for workers to answer.
 HEALTH_TIMEOUT = float(env("HEALTH_TIMEOUT", "1.5"))

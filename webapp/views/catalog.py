@@ -7,6 +7,7 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET
 
+from webapp.indexing import expire_if_stale
 from webapp.models import Item, Job
 from webapp.services import Filters, SearchUnavailable, similar_items
 from webapp.views.search import facets
@@ -56,10 +57,10 @@ def job_json(job: Job) -> dict:
 @staff_member_required
 @require_GET
 def job_status(request, pk: int):
-    return JsonResponse(job_json(get_object_or_404(Job, pk=pk)))
+    return JsonResponse(job_json(expire_if_stale(get_object_or_404(Job, pk=pk))))
 
 
 @staff_member_required
 @require_GET
 def job_page(request, pk: int):
-    return render(request, "webapp/job.html", {"job": get_object_or_404(Job, pk=pk)})
+    return render(request, "webapp/job.html", {"job": expire_if_stale(get_object_or_404(Job, pk=pk))})
