@@ -133,6 +133,13 @@ class ModelSet:
         with torch.inference_mode():
             return self.get("text").encode_images(images)
 
+    def encode_photo_text_space(self, image: np.ndarray) -> Encoded:
+        """One catalog photo in the text model's joint space: how words find a newly added item."""
+        timings: dict[str, float] = {}
+        with timed(timings, "text_image_encoder"):
+            vec = self.embed_text_space(image[None])[0]
+        return Encoded(np.asarray(vec, np.float32), "text", timings)
+
     def generate_caption(self, image: np.ndarray) -> str:
         """The LSTM captioner's draft title for one photo (beam search)."""
         from models.captioner import generate_captions

@@ -87,6 +87,18 @@ def trained_models_dir(synthetic_catalog, tmp_path_factory) -> Path:
     return artifacts / "models"
 
 
+@pytest.fixture(scope="session")
+def trained_text_models_dir(synthetic_catalog, trained_models_dir, tmp_path_factory) -> Path:
+    """``trained_models_dir`` plus a really trained (tiny) text model: indexes get a text space."""
+    from search.dataset import load_dataset
+    from search.train import train_role
+
+    artifacts = tmp_path_factory.mktemp("trained-text")
+    shutil.copytree(trained_models_dir, artifacts / "models")
+    train_role("text", load_dataset(synthetic_catalog, artifacts / "cache"), artifacts, profile="tiny", device="cpu")
+    return artifacts / "models"
+
+
 @pytest.fixture
 def artifacts(settings, tmp_path):
     """Fresh artifacts and media directories for one test; caches of loaded models forgotten."""
@@ -115,6 +127,18 @@ def searchable(db, artifacts, synthetic_catalog, trained_models_dir):
     from webapp.indexing import reindex
 
     shutil.copytree(trained_models_dir, artifacts / "models")
+    import_catalog(synthetic_catalog)
+    reindex()
+    return synthetic_catalog
+
+
+@pytest.fixture
+def searchable_with_text(db, artifacts, synthetic_catalog, trained_text_models_dir):
+    """``searchable`` with a text model too: the active index has an image and a text space."""
+    from webapp.catalog_import import import_catalog
+    from webapp.indexing import reindex
+
+    shutil.copytree(trained_text_models_dir, artifacts / "models")
     import_catalog(synthetic_catalog)
     reindex()
     return synthetic_catalog

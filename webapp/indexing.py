@@ -372,8 +372,20 @@ def add_live_item(item: Item) -> LiveVector:
     when the workers cannot be reached."""
     from workers.tasks import encode_with_version
 
-    encoded, encoder_version = encode_with_version(Path(item.image_path).read_bytes(), "photo")
+    data = Path(item.image_path).read_bytes()
+    encoded, encoder_version = encode_with_version(data, "photo")
+    text_vector, text_version = None, ""
+    active = IndexVersion.objects.filter(is_active=True).first()
+    if active is not None and "text" in active.manifest.get("spaces", {}):  # words search a space of their own
+        from search.engine import ModelMissingError
+
+        try:
+            text, text_version = encode_with_version(data, "photo_text")
+            text_vector = np.ascontiguousarray(text.vector, np.float32).tobytes()
+        except ModelMissingError as exc:  # still found by picture now, by words after the next reindex
+            log.warning("item %s: no text-space vector for the live buffer: %s", item.pk, exc)
     live, _ = LiveVector.objects.update_or_create(
         item=item, defaults={"vector": np.ascontiguousarray(encoded.vector, np.float32).tobytes(),
-                             "encoder_version": encoder_version})
+                             "encoder_version": encoder_version, "text_vector": text_vector,
+                             "text_version": text_version})
     return live

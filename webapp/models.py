@@ -130,14 +130,17 @@ class Job(models.Model):
 class LiveVector(models.Model):
     """An item's vector kept outside the Annoy index: added or changed since the active version was built.
 
-    Searches merge an exact search over these rows with Annoy's hits, so a new item is findable at
-    once; the next reindex folds the item into the index and deletes the row (unless the item changed
+    Searches merge an exact search over these rows with the index's hits, so a new item is findable at
+    once, by picture and (when the index has a text space) by words; the next reindex folds the item into the index and deletes the row (unless the item changed
     again while it was building).
     """
 
     item = models.OneToOneField(Item, on_delete=models.CASCADE, related_name="live_vector")
     vector = models.BinaryField(help_text="float32 bytes, L2-normalised")
     encoder_version = models.CharField(max_length=64, blank=True)
+    text_vector = models.BinaryField(null=True, blank=True,
+                                     help_text="the photo in the text model's joint space (words find it), if any")
+    text_version = models.CharField(max_length=64, blank=True)
     created = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:

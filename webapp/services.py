@@ -122,9 +122,15 @@ class SearchResult:
     index_version: str = ""
 
 
-def live_vectors() -> tuple[np.ndarray, np.ndarray]:
-    """(item pks, vectors) of the live buffer: items added or changed since the active index was built."""
-    rows = list(LiveVector.objects.values_list("item_id", "vector"))
+def live_vectors(space: str = "image") -> tuple[np.ndarray, np.ndarray]:
+    """(item pks, vectors) of the live buffer in ``space``: items added or changed since the active index was built.
+
+    In the ``text`` space only rows with a text-space vector count: the others keep their indexed
+    text vector (or, when new, are found by words after the next reindex)."""
+    if space == "text":
+        rows = list(LiveVector.objects.exclude(text_vector=None).values_list("item_id", "text_vector"))
+    else:
+        rows = list(LiveVector.objects.values_list("item_id", "vector"))
     if not rows:
         return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
     pks = np.array([pk for pk, _ in rows], dtype=np.int64)
@@ -147,14 +153,14 @@ def live_hits(vector: np.ndarray, k: int, filters: Filters, exclude_item: int | 
 
 
 def search_vector(encoded: Encoded, k: int, filters: Filters | None = None, exclude_item: int | None = None) -> SearchResult:
-    """Annoy's hits on the active version merged with an exact search over the live buffer."""
+    """The index's hits on the active version merged with an exact search over the live buffer."""
     from search.engine import timed
 
     filters = filters or Filters()
     timings = dict(encoded.timings_ms)
     version, store, item_of = active_store()
     with timed(timings, "live"):
-        live = live_vectors() if encoded.space == "image" else (np.zeros(0, np.int64), None)
+        live = live_vectors(encoded.space)
         superseded = set(live[0].tolist())  # their indexed vectors are stale (or they are new)
         fresh = live_hits(encoded.vector, k, filters, exclude_item, live) if len(live[0]) else []
     extra = 8 + len(superseded)

@@ -21,7 +21,7 @@ from django.db import InterfaceError, OperationalError
 from search.engine import Encoded, timed
 
 log = logging.getLogger(__name__)
-QUERY_KINDS = ("photo", "sketch")
+QUERY_KINDS = ("photo", "sketch", "photo_text")  # photo_text: a catalog photo into the text model's joint space
 
 
 # ---- interactive queries -------------------------------------------------------------------------------------------
@@ -37,7 +37,7 @@ def decode_query(data: bytes, kind: str) -> tuple[np.ndarray, dict[str, float]]:
         raise ValueError(f"kind must be one of {', '.join(QUERY_KINDS)}")
     timings: dict[str, float] = {}
     limits = {"max_bytes": settings.UPLOAD_MAX_BYTES, "max_pixels": settings.UPLOAD_MAX_PIXELS}
-    if kind == "photo":
+    if kind in ("photo", "photo_text"):
         with timed(timings, "decode"):
             return fit_to_model(decode_image(data, **limits)), timings
     from search.sketches import normalise_sketch
@@ -49,10 +49,12 @@ def decode_query(data: bytes, kind: str) -> tuple[np.ndarray, dict[str, float]]:
 
 
 def run_models(array: np.ndarray, kind: str, road: str) -> tuple[Encoded, str]:
-    """The model part of a query, in this process: (encoded, encoder version)."""
+    """The model part of a query, in this process: (encoded, version of the model that made the vector)."""
     from webapp.services import get_models
 
     models = get_models()
+    if kind == "photo_text":
+        return models.encode_photo_text_space(array), models.version("text")
     encoded = models.encode_photo(array) if kind == "photo" else models.encode_sketch(array, road)
     return encoded, models.version("encoder")
 

@@ -56,3 +56,50 @@ def test_changed_item_supersedes_its_indexed_vector(searchable, tmp_path):
     add_live_item(item)
     hits = search_by_file(path, k=10)
     assert hits[0] == item.pk and hits.count(item.pk) == 1  # once, with its new vector
+
+
+def test_live_item_is_found_by_words_before_the_next_reindex(searchable_with_text, tmp_path):
+    from search.engine import Encoded
+    from webapp.indexing import add_live_item, reindex
+    from webapp.models import IndexVersion
+    from webapp.services import get_models, search_vector
+
+    assert "text" in IndexVersion.objects.get(is_active=True).manifest["spaces"]
+    path = tmp_path / "new.jpg"
+    draw_item("Handbags", COLOURS["Red"], np.random.default_rng(321)).save(path, quality=95)
+    item = Item.objects.create(sku="new-t", title="Acme Women Red Handbags new", category="Handbags", colour="Red",
+                               gender="Women", image_path=str(path), source=Item.Source.UPLOAD)
+
+    def by_words(k=200):
+        return [h.item.pk for h in search_vector(get_models().encode_text("Acme Women Red Handbags"), k).hits]
+
+    assert item.pk not in by_words()  # not indexed, no live vector: words cannot find it
+    live = add_live_item(item)
+    assert live.text_version == get_models().version("text") and live.text_vector is not None
+    text_vec = np.frombuffer(bytes(live.text_vector), np.float32)
+    assert text_vec.shape == (get_models().get("text").dim,) and abs(np.linalg.norm(text_vec) - 1) < 1e-3
+    assert item.pk in by_words()  # the live buffer answers in the text space too
+    own = search_vector(Encoded(text_vec, "text", {}), 5).hits
+    assert own[0].item.pk == item.pk and own[0].score > 0.99
+    # an indexed item that changed is answered once, with its new text vector
+    other = Item.objects.filter(category="Watches").first()
+    other.image_path = str(path)
+    other.save()
+    add_live_item(other)
+    hits = [h.item.pk for h in search_vector(Encoded(text_vec, "text", {}), 10).hits]
+    assert hits.count(other.pk) == 1 and set(hits[:2]) == {item.pk, other.pk}
+
+    reindex()  # folds both into the new version's text space
+    assert not LiveVector.objects.exists()
+    assert item.pk in by_words()
+
+
+def test_live_item_without_a_text_space_keeps_words_for_the_reindex(searchable, tmp_path):
+    from webapp.indexing import add_live_item
+
+    path = tmp_path / "new.jpg"
+    draw_item("Watches", COLOURS["Blue"], np.random.default_rng(9)).save(path, quality=95)
+    item = Item.objects.create(sku="new-w", title="a watch", category="Watches", colour="Blue", gender="Men",
+                               image_path=str(path), source=Item.Source.UPLOAD)
+    live = add_live_item(item)
+    assert live.text_vector is None and live.text_version == ""
