@@ -118,6 +118,9 @@ def build_index(directory: Path, spaces: dict[str, np.ndarray], *, version: str,
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     used_nlist = 0
+    # k-means and list filling use every core; the OpenMP setting is process-wide (PyTorch's
+    # thread count follows it), so the previous value comes back afterwards.
+    threads = _faiss().omp_get_max_threads() if backend == "ivf" else 0
     try:
         if backend == "ivf":
             _faiss().omp_set_num_threads(len(os.sched_getaffinity(0)))
@@ -150,7 +153,7 @@ def build_index(directory: Path, spaces: dict[str, np.ndarray], *, version: str,
         raise
     finally:
         if backend == "ivf":
-            _faiss().omp_set_num_threads(1)  # one query at a time per request: no idle OpenMP threads spinning
+            _faiss().omp_set_num_threads(threads)
     return manifest
 
 
@@ -175,8 +178,6 @@ class VectorStore:
         self._ann: dict[str, list] = {}
         self._vectors: dict[str, np.ndarray] = {}
         self._offsets = [lo for lo, _ in shard_bounds(self.manifest.count, self.manifest.shards)]
-        if self.backend == "ivf":
-            _faiss().omp_set_num_threads(1)
         for space, dim in self.manifest.spaces.items():
             self._ann[space] = [self._open(space, shard, dim) for shard in range(self.manifest.shards)]
             try:

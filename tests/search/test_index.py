@@ -96,3 +96,12 @@ def test_ivf_corrupt_file_and_unknown_backend_are_clear_errors(tmp_path, vectors
     (tmp_path / "v" / "image.0.ivf").write_bytes(b"garbage")
     with pytest.raises(IndexFileError, match="cannot be loaded"):
         VectorStore(tmp_path / "v")
+
+
+def test_ivf_leaves_the_process_thread_count_alone(tmp_path, vectors):
+    import torch
+
+    before = torch.get_num_threads()
+    build_index(tmp_path / "v", {"image": vectors}, version="v", backend="ivf")
+    VectorStore(tmp_path / "v").query(vectors[0], 5)
+    assert torch.get_num_threads() == before  # faiss and PyTorch share OpenMP's setting
