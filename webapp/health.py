@@ -66,7 +66,8 @@ def check_index() -> dict:
     if not size:
         raise RuntimeError(f"the files of index {version.name} are missing at {path}")
     return {"version": version.name, "items": version.count, "bytes": size,
-            "shards": version.manifest.get("shards", 1), "live_items": LiveVector.objects.count()}
+            "backend": version.manifest.get("backend", "annoy"), "shards": version.manifest.get("shards", 1),
+            "live_items": LiveVector.objects.count()}
 
 
 def health_report() -> tuple[dict, bool]:

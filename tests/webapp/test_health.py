@@ -14,6 +14,7 @@ def test_healthy_with_an_index(client, searchable, settings):
     checks = body["checks"]
     assert checks["database"]["ok"] and checks["broker"]["ok"]
     assert checks["index"]["items"] == 160 and checks["index"]["bytes"] > 0 and checks["index"]["version"]
+    assert checks["index"]["backend"] == "annoy"
     assert "count" in checks["workers"] or "error" in checks["workers"]
 
 
