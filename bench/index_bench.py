@@ -84,8 +84,45 @@ def exact_figures(base, queries, p: str, out: dict) -> float:
     return qps
 
 
+SHARING_CHILD = """
+import sys, time, numpy as np, psutil
+from search.index import VectorStore
+store = VectorStore(sys.argv[1], search_k=10**9, nprobe=10**6)  # every list / every tree node is read
+store.query(np.full(store.manifest.spaces["image"], store.manifest.spaces["image"] ** -0.5, np.float32), 10)
+print("ready", flush=True)
+sys.stdin.readline()  # measure once every process has read the whole index
+m = psutil.Process().memory_full_info()
+print(m.rss / 2**20, m.uss / 2**20, m.pss / 2**20, flush=True)
+"""
+
+
+def sharing(directory: Path, processes: int = 2) -> dict:
+    """RSS, private (USS) and proportional (PSS) memory of ``processes`` processes serving one index version."""
+    import subprocess
+    import sys
+
+    procs = [subprocess.Popen([sys.executable, "-c", SHARING_CHILD, str(directory)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent)
+             for _ in range(processes)]
+    try:
+        for proc in procs:
+            if proc.stdout.readline().strip() != "ready":
+                raise RuntimeError("an index process did not start")
+        rows = []
+        for proc in procs:
+            proc.stdin.write("\n")
+            proc.stdin.flush()
+            rows.append([float(x) for x in proc.stdout.readline().split()])
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+    rss, uss, pss = (float(np.mean(col)) for col in zip(*rows))
+    return {"processes": processes, "rss_mb": rss, "private_mb": uss, "pss_mb": pss}
+
+
 def store_figures(base, queries, truth, p, out, work: Path, backend: str, builds: list[int], efforts: list[int],
-                  exact_qps: float) -> None:
+                  exact_qps: float, measure_sharing: bool = False) -> None:
     """Our store (``search.index``, the real build and query code) for one backend, swept.
 
     annoy: ``builds`` are n_trees, ``efforts`` search_k; ivf: ``builds`` are
@@ -122,6 +159,11 @@ def store_figures(base, queries, truth, p, out, work: Path, backend: str, builds
             out[f"{s}.speedup_vs_exact"] = qps / exact_qps
             say(f"{s} recall / qps / x", f"{out[f'{s}.recall_at_10']:.3f} / {qps:.0f} / {qps / exact_qps:.1f}")
         del store
+        if measure_sharing:
+            for key, value in sharing(directory).items():
+                out[f"{p}.{backend}.{tag}.sharing.{key}"] = value
+            say(f"{p}.{backend}.{tag} 2 processes: rss / private / pss MiB each",
+                " / ".join(f"{out[f'{p}.{backend}.{tag}.sharing.{k}']:.0f}" for k in ("rss_mb", "private_mb", "pss_mb")))
         shutil.rmtree(directory, ignore_errors=True)
 
 
@@ -242,8 +284,8 @@ def dataset(run: Run, name: str, base: np.ndarray, queries: np.ndarray, trees: l
     out[f"{p}.queries"] = len(queries)
     truth = exact_topk(base, queries)
     exact_qps = exact_figures(base, queries, p, out)
-    store_figures(base, queries, truth, p, out, work, "annoy", trees, search_ks, exact_qps)
-    store_figures(base, queries, truth, p, out, work, "ivf", [0], nprobes, exact_qps)
+    store_figures(base, queries, truth, p, out, work, "annoy", trees, search_ks, exact_qps, measure_sharing=targets)
+    store_figures(base, queries, truth, p, out, work, "ivf", [0], nprobes, exact_qps, measure_sharing=targets)
     choose(out, p, default, targets)
     hnsw_figures(base, queries, truth, p, out, work, exact_qps)
     faiss_figures(base, queries, truth, p, out, exact_qps)

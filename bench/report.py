@@ -107,6 +107,12 @@ def index_tables(r: dict) -> list[str]:
                              r.get(s + ".qps"), r.get(s + ".speedup_vs_exact")])
         rows.sort(key=lambda row: (row[0], [int(x) if x.isdigit() else x for x in re.split(r"(\d+)", row[1])]))
         out += table(["library", "parameters", "build s", "size MB", "recall@10", "queries/s", "× exact"], rows)
+        shared = sorted({k[len(p) + 1:k.index(".sharing.")] for k in r if k.startswith(p + ".") and ".sharing." in k})
+        if shared:
+            out += ["Two processes serving one index version (memory-mapped; every list or tree node read), MiB each: "
+                    + "; ".join(f"{s.replace('.', ' ')}: RSS {fmt(r.get(f'{p}.{s}.sharing.rss_mb'))}, private "
+                                f"{fmt(r.get(f'{p}.{s}.sharing.private_mb'))}, PSS {fmt(r.get(f'{p}.{s}.sharing.pss_mb'))}"
+                                for s in shared) + ".", ""]
         for note in ("synthetic", "note"):
             if r.get(f"{p}.{note}"):
                 out += [str(r[f"{p}.{note}"]), ""]

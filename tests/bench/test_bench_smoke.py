@@ -87,6 +87,8 @@ def test_index_and_scale(deployment):
     assert any(k.startswith("index.3k.sweep.hnswlib.") or k == "index.3k.hnswlib.status" for k in r)
     assert any(k.startswith("index.3k.sweep.ivf.") for k in r) and any(k.startswith("index.3k.sweep.annoy.") for k in r)
     assert isinstance(r["index.3k.annoy.target_met"], bool) and isinstance(r["index.3k.ivf.target_met"], bool)
+    shared = [k for k in r if k.startswith("index.3k.ivf.") and k.endswith(".sharing.private_mb")]
+    assert shared and 0 < r[shared[0]] <= r[shared[0].replace("private_mb", "rss_mb")]
     assert "Beyond one machine" in r["scale.markdown"] and r["scale.10m.shards"] > 1
 
 
