@@ -28,25 +28,30 @@ class _File:
         return self._data if n < 0 else self._data[:n]
 
 def evaluate_query_file(path: Path, k: int = 5) -> dict:
+    """P@k per kind and category level; where a row names ``expected_item_id`` (the catalog id), also whether
+    that item is among the top 10 (``expected_item.r_at_10`` per kind)."""
     if not path.is_file():
         raise FileNotFoundError(f"query file not found: {path}")
     sums: dict[tuple[str, str], list[float]] = defaultdict(list)
+    found: dict[str, list[float]] = defaultdict(list)
     errors: list[str] = []
     with path.open(newline="", encoding="utf-8-sig") as fh:
         for lineno, row in enumerate(csv.DictReader(fh), start=2):
             kind = (row.get("kind") or "photo").strip()
             level = (row.get("category_level") or "articleType").strip()
             expected = (row.get("expected_category") or "").strip()
+            expected_item = (row.get("expected_item_id") or "").strip()
             field = LEVELS.get(level)
-            if field is None or not expected:
-                errors.append(f"line {lineno}: needs expected_category and a known category_level")
+            if field is None or not (expected or expected_item):
+                errors.append(f"line {lineno}: needs expected_category (with a known category_level) "
+                              "or expected_item_id")
                 continue
             try:
                 upload = None
                 if row.get("query_image"):
                     image_path = (path.parent / row["query_image"]).resolve()
                     upload = _File(image_path.read_bytes())
-                query = Query(k=k, filters=Filters())
+                query = Query(k=max(k, 10), filters=Filters())
                 if kind == "photo":
                     query.photo = upload
                 elif kind == "sketch":
@@ -59,14 +64,18 @@ def evaluate_query_file(path: Path, k: int = 5) -> dict:
             except (OSError, QueryError, AttributeError, RuntimeError) as exc:
                 errors.append(f"line {lineno}: {exc}")
                 continue
-            values = [getattr(h.item, field) for h in result.hits[:k]]
-            sums[(kind, level)].append(sum(v == expected for v in values) / k)
+            if expected:
+                values = [getattr(h.item, field) for h in result.hits[:k]]
+                sums[(kind, level)].append(sum(v == expected for v in values) / k)
+            if expected_item:
+                found[kind].append(float(expected_item in [h.item.sku for h in result.hits[:10]]))
     out: dict = defaultdict(dict)
     for (kind, level), scores in sums.items():
         out[kind][level] = {"p_at_5": sum(scores) / len(scores), "n": len(scores)}
+    for kind, hits in found.items():
+        out[kind]["expected_item"] = {"r_at_10": sum(hits) / len(hits), "n": len(hits)}
     out = dict(out)
     if errors:
         out["errors"] = errors[:50]
         out["n_errors"] = len(errors)
     return out
-

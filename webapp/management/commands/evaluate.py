@@ -2,7 +2,8 @@
 
 Shape (scripts read it): {"photo": {"p_at_5","p_at_10","n"}, "ann": {"recall_at_10"}, "sketch": {"<road>":
 {"p_at_5","p_at_10"}, "default"}, "text": {"r_at_10","p_at_5"}, "combined": {...}, "classifier": {"image_only":
-{"accuracy"}, "fused": {"accuracy"}}, "captions": {"<method>": {"bleu4"}, "winner"}, "queries": {...}, "models": {...}}
+{"accuracy"}, "fused": {"accuracy"}}, "captions": {"<method>": {"bleu4"}, "winner", "in_use"}, "queries": {"<kind>":
+{"<category_level>": {"p_at_5","n"}, "expected_item": {"r_at_10","n"}}, "n_errors", "errors"}, "models": {...}}
 """
 
 import json
@@ -200,5 +201,6 @@ class Command(BaseCommand):
             out["lstm"] = {"bleu4": bleu4(drafts, titles), "examples": list(zip(drafts[:5], titles[:5]))}
             report["models"]["captioner"] = models.version("captioner")
         out["winner"] = max((m for m in ("neighbour", "lstm") if m in out), key=lambda m: out[m]["bleu4"])
-        out["in_use"] = settings.CAPTION_METHOD
+        # what uploads use: the LSTM only when asked for and trained (webapp.uploads falls back to the neighbour)
+        out["in_use"] = "lstm" if settings.CAPTION_METHOD == "lstm" and "lstm" in out else "neighbour"
         report["captions"] = out

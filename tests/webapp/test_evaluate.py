@@ -1,0 +1,58 @@
+"""``manage.py evaluate`` end to end on the synthetic catalog: the JSON shape scripts read, figures in range."""
+
+import json
+
+from django.core.management import call_command
+
+from search.catalog import split_of
+from webapp.models import Item
+
+
+def test_evaluate_writes_every_figure_it_can_measure(searchable, settings, tmp_path):
+    from webapp.indexing import reindex
+
+    settings.INDEX_BACKEND = "ivf"
+    reindex(reuse=False)
+    out = tmp_path / "evaluate.json"
+    call_command("evaluate", json=str(out))
+    report = json.loads(out.read_text())
+    n_test = sum(split_of(sku) == "test" for sku in Item.objects.values_list("sku", flat=True))
+    assert report["photo"]["n"] == n_test > 0
+    assert 0.5 < report["photo"]["p_at_5"] <= 1 and 0 <= report["photo"]["p_at_10"] <= 1
+    assert report["ann"]["backend"] == "ivf" and report["ann"]["parameters"].startswith("ivf nlist=")
+    assert 0.9 <= report["ann"]["recall_at_10"] <= 1
+    assert report["sketch"]["default"] == "direct" and 0 <= report["sketch"]["direct"]["p_at_5"] <= 1
+    for head in ("image_only", "fused"):
+        assert 0 <= report["classifier"][head]["accuracy"] <= 1
+    # no captioner was trained: uploads copy the nearest title, and the report says so
+    assert "lstm" not in report["captions"] and report["captions"]["in_use"] == "neighbour"
+    assert report["models"]["encoder"].startswith("encoder-")
+
+
+def test_evaluate_runs_an_external_query_file(searchable, tmp_path):
+    from PIL import Image, ImageDraw
+
+    bag = Item.objects.filter(category="Handbags").order_by("pk").first()
+    folder = tmp_path / "queries"
+    folder.mkdir()
+    (folder / "bag.jpg").write_bytes(open(bag.image_path, "rb").read())
+    drawing = Image.new("RGBA", (400, 300), (0, 0, 0, 0))  # thin strokes off-centre on a transparent canvas
+    pen = ImageDraw.Draw(drawing)
+    pen.rectangle((230, 150, 330, 230), outline=(0, 0, 0, 255), width=3)
+    pen.arc((255, 110, 305, 170), 180, 360, fill=(0, 0, 0, 255), width=3)
+    drawing.save(folder / "bag-drawn.png")
+    (folder / "q.csv").write_text(
+        "query_image,kind,text,expected_category,category_level,expected_item_id\n"
+        f"bag.jpg,photo,,Handbags,articleType,{bag.sku}\n"
+        "bag-drawn.png,sketch,,Handbags,,\n"
+        ",text,red handbag,Handbags,articleType,\n"
+        "missing.jpg,photo,,Handbags,articleType,\n"
+        "bag.jpg,photo,,,,\n")
+    out = tmp_path / "evaluate.json"
+    call_command("evaluate", json=str(out), queries=str(folder / "q.csv"), limit=5)
+    queries = json.loads(out.read_text())["queries"]
+    assert queries["photo"]["articleType"]["n"] == 1 and queries["photo"]["articleType"]["p_at_5"] >= 0.8
+    assert queries["photo"]["expected_item"] == {"r_at_10": 1.0, "n": 1}  # its own picture finds it
+    assert queries["sketch"]["articleType"]["n"] == 1 and 0 <= queries["sketch"]["articleType"]["p_at_5"] <= 1
+    # no text model here, a file that is not there, a row with nothing to expect: counted, not fatal
+    assert queries["n_errors"] == 3 and any("line 6" in e and "expected" in e for e in queries["errors"])
