@@ -93,7 +93,12 @@ def test_ivf_corrupt_file_and_unknown_backend_are_clear_errors(tmp_path, vectors
         build_index(tmp_path / "x", {"image": vectors}, version="x", backend="lsh")
     assert not (tmp_path / "x").exists() and not (tmp_path / "x.building").exists()
     build_index(tmp_path / "v", {"image": vectors}, version="v", backend="ivf")
-    (tmp_path / "v" / "image.0.ivf").write_bytes(b"garbage")
+    path = tmp_path / "v" / "image.0.ivf"
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) * 9 // 10])  # truncated (a copy cut short): refused, never a crash
+    with pytest.raises(IndexFileError, match="cannot be loaded"):
+        VectorStore(tmp_path / "v")
+    path.write_bytes(b"garbage")
     with pytest.raises(IndexFileError, match="cannot be loaded"):
         VectorStore(tmp_path / "v")
 
