@@ -37,7 +37,7 @@ from django.utils import timezone
 from search.images import load_image_array
 from search.index import build_index
 from webapp.models import IndexEntry, IndexVersion, Item, Job, LiveVector
-from webapp.services import get_models, load_store
+from webapp.services import active_version, get_models, load_store
 
 log = logging.getLogger(__name__)
 EMBED_BATCH = 512
@@ -130,7 +130,7 @@ def reusable_vectors(item_ids: list[int], encoder_version: str) -> tuple[np.ndar
     """Vectors from the active index for items unchanged since it was built with the same encoder.
 
     Returns (mask of reusable positions, their vectors)."""
-    active = IndexVersion.objects.filter(is_active=True).first()
+    active = active_version()
     mask = np.zeros(len(item_ids), dtype=bool)
     if active is None or active.encoder_version != encoder_version:
         return mask, np.zeros((0, 0), np.float32)
@@ -155,7 +155,7 @@ def reusable_text_vectors(item_ids: list[int], text_version: str) -> tuple[np.nd
     dim = get_models().get("text").dim
     vectors = np.zeros((len(item_ids), dim), np.float32)
     mask = np.zeros(len(item_ids), dtype=bool)
-    active = IndexVersion.objects.filter(is_active=True).first()
+    active = active_version()
     if active is None or (active.manifest or {}).get("models", {}).get("text") != text_version:
         return vectors, mask
     try:
@@ -375,7 +375,7 @@ def add_live_item(item: Item) -> LiveVector:
     data = Path(item.image_path).read_bytes()
     encoded, encoder_version = encode_with_version(data, "photo")
     text_vector, text_version = None, ""
-    active = IndexVersion.objects.filter(is_active=True).first()
+    active = active_version()
     if active is not None and "text" in active.manifest.get("spaces", {}):  # words search a space of their own
         from search.engine import ModelMissingError
 
