@@ -4,6 +4,7 @@ encoder (trained once per session, for real), and isolated artifact/media dirs."
 from __future__ import annotations
 
 import csv
+import io
 import shutil
 from pathlib import Path
 
@@ -120,33 +121,37 @@ def staff_client(client, django_user_model):
     return client
 
 
-@pytest.fixture
-def searchable(db, artifacts, synthetic_catalog, trained_models_dir):
-    """The synthetic catalog imported, trained models in place, an index built and active."""
+def make_searchable(artifacts: Path, catalog: Path, models_dir: Path) -> Path:
+    """Import ``catalog``, put the trained models in place, build and activate an index."""
     from webapp.catalog_import import import_catalog
     from webapp.indexing import reindex
 
-    shutil.copytree(trained_models_dir, artifacts / "models")
-    import_catalog(synthetic_catalog)
+    shutil.copytree(models_dir, artifacts / "models")
+    import_catalog(catalog)
     reindex()
-    return synthetic_catalog
+    return catalog
+
+
+@pytest.fixture
+def searchable(db, artifacts, synthetic_catalog, trained_models_dir):
+    """The synthetic catalog imported, trained models in place, an index built and active."""
+    return make_searchable(artifacts, synthetic_catalog, trained_models_dir)
 
 
 @pytest.fixture
 def searchable_with_text(db, artifacts, synthetic_catalog, trained_text_models_dir):
     """``searchable`` with a text model too: the active index has an image and a text space."""
-    from webapp.catalog_import import import_catalog
-    from webapp.indexing import reindex
+    return make_searchable(artifacts, synthetic_catalog, trained_text_models_dir)
 
-    shutil.copytree(trained_text_models_dir, artifacts / "models")
-    import_catalog(synthetic_catalog)
-    reindex()
-    return synthetic_catalog
+
+def jpeg_upload(colour: str = "green", name: str = "p.jpg") -> io.BytesIO:
+    """A small plain JPEG as a named file object, the way test clients upload one."""
+    buf = io.BytesIO(jpeg_bytes(Image.new("RGB", (60, 80), colour)))
+    buf.name = name
+    return buf
 
 
 def jpeg_bytes(img: Image.Image, fmt: str = "JPEG") -> bytes:
-    import io
-
     buf = io.BytesIO()
     img.save(buf, fmt)
     return buf.getvalue()

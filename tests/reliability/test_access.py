@@ -13,6 +13,7 @@ from django.test import Client
 from django.urls import reverse
 from PIL import Image
 
+from tests.conftest import jpeg_upload
 from webapp.models import ApiToken, IndexVersion, Item, Job
 
 pytestmark = pytest.mark.django_db
@@ -39,23 +40,15 @@ def world(artifacts, settings, tmp_path) -> World:
     return World(item, job, token, staged)
 
 
-def photo() -> io.BytesIO:
-    buf = io.BytesIO()
-    Image.new("RGB", (60, 80), "green").save(buf, "JPEG")
-    buf.seek(0)
-    buf.name = "p.jpg"
-    return buf
-
-
 # name -> (method, url of the world, data of the world); every one needs staff rights
 ACTIONS = {
     "item-new-page": ("get", lambda w: "/items/new/", None),
-    "item-new-suggest": ("post", lambda w: "/items/new/", lambda w: {"action": "suggest", "image": photo()}),
+    "item-new-suggest": ("post", lambda w: "/items/new/", lambda w: {"action": "suggest", "image": jpeg_upload()}),
     "item-new-save": ("post", lambda w: "/items/new/", lambda w: {"action": "save", "token": w.token, "title": "x",
                                                                   "category": "Tshirts"}),
     "staged-image": ("get", lambda w: f"/items/staged/{w.token}.jpg", None),
-    "api-items": ("post", lambda w: "/api/items", lambda w: {"image": photo(), "title": "x", "category": "Tshirts"}),
-    "api-items-suggest": ("post", lambda w: "/api/items/suggest", lambda w: {"image": photo()}),
+    "api-items": ("post", lambda w: "/api/items", lambda w: {"image": jpeg_upload(), "title": "x", "category": "Tshirts"}),
+    "api-items-suggest": ("post", lambda w: "/api/items/suggest", lambda w: {"image": jpeg_upload()}),
     "admin-item-change-page": ("get", lambda w: f"/admin/webapp/item/{w.item.pk}/change/", None),
     "admin-item-change": ("post", lambda w: f"/admin/webapp/item/{w.item.pk}/change/",
                           lambda w: {"sku": "a1", "title": "Defaced", "category": "Tshirts",

@@ -3,7 +3,6 @@ a locked database -> a clear error within the SQLite timeout, never a hang."""
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import subprocess
@@ -13,21 +12,13 @@ from pathlib import Path
 
 import pytest
 from django.db import OperationalError
-from PIL import Image
 
+from tests.conftest import jpeg_upload
 from webapp.models import IndexVersion, Item
 from webapp.services import reset_caches
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def photo() -> io.BytesIO:
-    buf = io.BytesIO()
-    Image.new("RGB", (60, 80), "red").save(buf, "JPEG")
-    buf.seek(0)
-    buf.name = "p.jpg"
-    return buf
 
 
 def garble(path: Path, data: bytes) -> None:
@@ -60,20 +51,20 @@ def test_a_missing_or_corrupt_index_is_a_clear_503(client, searchable, damage):
     version = IndexVersion.objects.get(is_active=True)
     damage(Path(version.path))
     reset_caches()  # a process that has not opened this index yet (a new worker, a restart)
-    for res in (client.post("/api/search", {"photo": photo()}),
+    for res in (client.post("/api/search", {"photo": jpeg_upload("red")}),
                 client.get(f"/api/items/{Item.objects.first().pk}/similar")):
         assert res.status_code == 503, res.content
         assert "reindex" in res.json()["error"]
-    page = client.post("/", {"photo": photo()})
+    page = client.post("/", {"photo": jpeg_upload("red")})
     assert page.status_code < 500 and "reindex" in page.content.decode()
     item_page = client.get(f"/items/{Item.objects.first().pk}/")
     assert item_page.status_code == 200 and "reindex" in item_page.content.decode()
 
 
 def test_files_deleted_under_a_loaded_index_keep_serving(client, searchable):
-    assert client.post("/api/search", {"photo": photo()}).status_code == 200  # loaded (memory-mapped)
+    assert client.post("/api/search", {"photo": jpeg_upload("red")}).status_code == 200  # loaded (memory-mapped)
     shutil.rmtree(IndexVersion.objects.get(is_active=True).path)
-    assert client.post("/api/search", {"photo": photo()}).status_code == 200
+    assert client.post("/api/search", {"photo": jpeg_upload("red")}).status_code == 200
 
 
 def test_a_locked_database_is_a_clear_503_on_the_api(client, searchable, monkeypatch):
@@ -81,7 +72,7 @@ def test_a_locked_database_is_a_clear_503_on_the_api(client, searchable, monkeyp
         raise OperationalError("database is locked")
 
     monkeypatch.setattr("webapp.queries.active_store", locked)
-    res = client.post("/api/search", {"photo": photo()})
+    res = client.post("/api/search", {"photo": jpeg_upload("red")})
     assert res.status_code == 503 and "database" in res.json()["error"]
 
 
