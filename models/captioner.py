@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.image_encoder import ResidualStage, conv_bn
+from models.image_encoder import backbone
 from models.training import to_float_images
 from models.vocab import BOS, EOS, PAD, UNK, Vocab
 
@@ -51,15 +51,8 @@ class Captioner(nn.Module):
         super().__init__()
         self.config = config
         self.vocab = Vocab.from_dict(config.vocab)
-        w = config.widths
-        layers: list[nn.Module] = [conv_bn(3, w[0], stride=2)]
-        cin = w[0]
-        for i, cout in enumerate(w):
-            if i > 0:
-                layers.append(nn.MaxPool2d(2, ceil_mode=True))
-            layers.append(ResidualStage(cin, cout))
-            cin = cout
-        self.features = nn.Sequential(*layers)
+        self.features = backbone(config.widths)
+        cin = config.widths[-1]
         self.feature_dim = cin
         h = config.hidden
         self.image_proj = nn.Sequential(nn.Linear(cin, h), nn.LayerNorm(h), nn.Tanh())

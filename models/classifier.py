@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.image_encoder import ResidualStage, conv_bn
+from models.image_encoder import backbone
 from models.training import to_float_images
 from models.vocab import PAD, Vocab
 
@@ -40,6 +40,8 @@ class ClassifierConfig:
     use_text: bool = True
     vocab: dict | None = None  # models.vocab.Vocab.to_dict()
     widths: tuple[int, ...] = (32, 64, 128, 256)
+    blocks: int = 1  # residual units per CNN stage
+    stem_stride: int = 2
     text_len: int = 16
     word_dim: int = 64
     text_hidden: int = 96  # per LSTM direction
@@ -80,15 +82,8 @@ class FusedClassifier(nn.Module):
         super().__init__()
         self.config = config
         self.vocab = Vocab.from_dict(config.vocab) if config.use_text else None
-        w = config.widths
-        layers: list[nn.Module] = [conv_bn(3, w[0], stride=2)]  # 80x60 -> 40x30
-        cin = w[0]
-        for i, cout in enumerate(w):
-            if i > 0:
-                layers.append(nn.MaxPool2d(2, ceil_mode=True))
-            layers.append(ResidualStage(cin, cout))
-            cin = cout
-        self.features = nn.Sequential(*layers)
+        self.features = backbone(config.widths, config.blocks, config.stem_stride)
+        cin = config.widths[-1]
         self.image_dim = cin
         fused_in = cin
         if config.use_text:

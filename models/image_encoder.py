@@ -27,6 +27,8 @@ class EncoderConfig:
     embed_dim: int = 128
     n_classes: int = 141
     class_names: list[str] = field(default_factory=list)
+    blocks: int = 1  # residual units per stage
+    stem_stride: int = 2
     scale: float = 16.0
     margin: float = 0.2
     dropout: float = 0.1
@@ -61,19 +63,31 @@ class ResidualStage(nn.Module):
         return F.relu(self.conv2(self.conv1(x)) + self.skip(x))
 
 
+def backbone(widths: tuple[int, ...], blocks: int = 1, stem_stride: int = 2) -> nn.Sequential:
+    """The CNN every image model here shares: a 3x3 stem (stride 2: 80x60 -> 40x30; stride 1: the first
+    stage sees every pixel), then one stage per width, each of ``blocks`` residual units, with 2x2 max
+    pooling between stages.
+
+    Each stage is one element of the returned Sequential (``features[-1]`` is the last stage); a stage
+    of one unit is that unit itself, so checkpoints of the one-unit networks keep their keys.
+    """
+    layers: list[nn.Module] = [conv_bn(3, widths[0], stride=stem_stride)]
+    cin = widths[0]
+    for i, cout in enumerate(widths):
+        if i > 0:
+            layers.append(nn.MaxPool2d(2, ceil_mode=True))
+        units = [ResidualStage(cin if j == 0 else cout, cout) for j in range(blocks)]
+        layers.append(units[0] if blocks == 1 else nn.Sequential(*units))
+        cin = cout
+    return nn.Sequential(*layers)
+
+
 class ImageEncoder(nn.Module):
     def __init__(self, config: EncoderConfig):
         super().__init__()
         self.config = config
-        w = config.widths
-        layers: list[nn.Module] = [conv_bn(3, w[0], stride=2)]  # 80x60 -> 40x30
-        cin = w[0]
-        for i, cout in enumerate(w):
-            if i > 0:
-                layers.append(nn.MaxPool2d(2, ceil_mode=True))
-            layers.append(ResidualStage(cin, cout))
-            cin = cout
-        self.features = nn.Sequential(*layers)
+        self.features = backbone(config.widths, config.blocks, config.stem_stride)
+        cin = config.widths[-1]
         self.dropout = nn.Dropout(config.dropout)
         self.project = nn.Linear(cin, config.embed_dim)
         self.class_weight = nn.Parameter(torch.randn(config.n_classes, config.embed_dim) * 0.01)

@@ -11,9 +11,12 @@ similar spellings, and every input, however odd, gives a valid query.
 The joint space (Karpathy & Fei-Fei 2015): titles and photos are mapped to
 L2-normalised vectors of the same size and trained so that an item's title
 lands next to its photo. ``ImageHead`` is the trainable image side; it reads a
-fixed descriptor of the frozen Image2Vec feature map plus a coarse colour
-histogram of the pixels, because Image2Vec is trained on articleType only and
-keeps little of the colour and detail that titles name.
+fixed descriptor (pooled statistics) of the Image2Vec feature map plus a coarse
+colour histogram of the pixels, because Image2Vec is trained on articleType only
+and keeps little of the colour and detail that titles name. With a ``tower``,
+the model holds its own copy of the Image2Vec CNN, initialised from it and
+fine-tuned end to end by the ranking loss (Karpathy & Fei-Fei fine-tune their
+CNN too), so the photo side can learn the detail that titles name.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from models.image_encoder import backbone
 
 PAD, UNK = "<pad>", "<unk>"
 _WORD = re.compile(r"[^\W_]+")
@@ -180,6 +185,12 @@ def frozen_descriptor(feature_maps: Sequence[torch.Tensor], images: torch.Tensor
     return torch.cat(parts + [colour_histogram(images)], dim=1)
 
 
+def descriptor_of(features: nn.Sequential, images: torch.Tensor) -> torch.Tensor:
+    """``frozen_descriptor`` of an Image2Vec-shaped CNN (``features[-1]`` is its last stage) on images in [-1, 1]."""
+    middle = features[:-1](images)
+    return frozen_descriptor([middle, features[-1](middle)], images)
+
+
 def descriptor_dim(channels: Sequence[int], levels: int = COLOUR_LEVELS) -> int:
     """Width of ``frozen_descriptor`` for feature maps of these channel counts."""
     return 2 * sum(channels) + 4 * channels[-1] + levels**3 + 13
@@ -216,10 +227,14 @@ class ImageHead(nn.Module):
 class TextImageModel(nn.Module):
     """Every trainable part of text search in one module (one state_dict in the checkpoint)."""
 
-    def __init__(self, text: TextConfig, head: HeadConfig | None, temperature: float = 0.05):
+    def __init__(self, text: TextConfig, head: HeadConfig | None, temperature: float = 0.05,
+                 tower: dict | None = None):
         super().__init__()
         self.text = TextEncoder(text)
         self.image_head = ImageHead(head) if head is not None else None
+        # The photo side's own CNN ({"widths", "blocks"} of the Image2Vec it starts from), or None: frozen Image2Vec.
+        self.tower = (backbone(tuple(tower["widths"]), tower.get("blocks", 1), tower.get("stem_stride", 2))
+                      if tower else None)
         self.log_scale = nn.Parameter(torch.tensor(1.0 / temperature).log())
 
     @property

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from models.checkpoint import save_checkpoint
 from models.classifier import MAIN_HEAD, ClassifierConfig, FusedClassifier, predict
-from models.training import EpochCheckpointer, Timer, augment_images, pick_device, seed_everything, to_float_images
+from models.training import BestEpoch, EpochCheckpointer, Timer, augment_images, pick_device, seed_everything, to_float_images
 from models.vocab import PAD, UNK, Vocab
 
 EXTRA_HEADS = ("sub_category", "gender", "colour")  # CatalogRow attribute names
@@ -41,6 +41,9 @@ class ClassifierProfile:
     word_dropout: float = 0.1  # share of words replaced by <unk>
     max_train_items: int | None = None
     widths: tuple[int, ...] = (32, 64, 128, 256)
+    blocks: int = 1
+    stem_stride: int = 2
+    keep_best: bool = False  # save the epoch with the best validation articleType accuracy, not the last
     min_word_count: int = 2
     seed: int = 0
 
@@ -49,7 +52,8 @@ PROFILES = {
     # ~2.5 minutes on 2 CPU cores per model.
     "quick": ClassifierProfile("quick", epochs=2, batch_size=96, max_train_items=8000, widths=(16, 32, 64, 128)),
     # The profile the quality targets are measured on (one H100: about a minute per model).
-    "full": ClassifierProfile("full", epochs=30, batch_size=256, lr=4e-3, widths=(32, 64, 128, 256)),
+    "full": ClassifierProfile("full", epochs=60, batch_size=256, lr=4e-3, widths=(24, 40, 80, 160, 320), blocks=2,
+                              stem_stride=1, keep_best=True),
     # For tests: a few seconds.
     "tiny": ClassifierProfile("tiny", epochs=2, batch_size=16, widths=(8, 8, 16, 16), lr=5e-3, min_word_count=1),
 }
@@ -90,10 +94,9 @@ def train_classifier(train_images: np.ndarray, train_titles: list[str], train_ta
     subset = np.sort(rng.permutation(len(train_images))[:n_train])
     vocab = Vocab.build([train_titles[i] for i in subset], "words", min_count=prof.min_word_count) if use_text else None
     config = ClassifierConfig(label_names={h: list(label_names[h]) for h in heads}, use_text=use_text,
-                              vocab=vocab.to_dict() if vocab else None, widths=prof.widths)
-    model = FusedClassifier(config).to(dev)
-    if dev.type == "cpu":
-        model = model.to(memory_format=torch.channels_last)
+                              vocab=vocab.to_dict() if vocab else None, widths=prof.widths,
+                              blocks=prof.blocks, stem_stride=prof.stem_stride)
+    model = FusedClassifier(config).to(dev).to(memory_format=torch.channels_last)
 
     images = torch.from_numpy(np.ascontiguousarray(train_images[subset])).to(dev)
     targets = {h: torch.from_numpy(np.asarray(train_targets[h])[subset].astype(np.int64)).to(dev) for h in heads}
@@ -106,6 +109,7 @@ def train_classifier(train_images: np.ndarray, train_titles: list[str], train_ta
     signature = {"profile": asdict(prof), "config": config.to_dict(), "n_train": n_train}
     checkpointer = EpochCheckpointer(out_path)
     history: list[dict] = []
+    best = BestEpoch("val_accuracy")
     start_epoch = 0
     state = checkpointer.load(signature) if resume else None
     if state:
@@ -113,6 +117,7 @@ def train_classifier(train_images: np.ndarray, train_titles: list[str], train_ta
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, history = state["epoch"], state["history"]
+        best.load(state.get("best"))
     timer = Timer(already=history[-1]["seconds"] if history else 0.0)
     gen = torch.Generator().manual_seed(prof.seed + start_epoch)
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda"
@@ -128,9 +133,7 @@ def train_classifier(train_images: np.ndarray, train_titles: list[str], train_ta
         loss_sum = 0.0
         for step in bar:
             idx = order[step * prof.batch_size : (step + 1) * prof.batch_size]
-            x = augment_images(to_float_images(images[idx]), gen)
-            if dev.type == "cpu":
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = augment_images(to_float_images(images[idx]), gen).contiguous(memory_format=torch.channels_last)
             tok, present = None, None
             if use_text:
                 tok = tokens[idx]
@@ -154,18 +157,24 @@ def train_classifier(train_images: np.ndarray, train_titles: list[str], train_ta
                 bar.set_postfix(loss=f"{loss.item():.3f}")
         metrics = evaluate_classifier(model, val_images, val_titles, val_targets)
         history.append({"epoch": epoch + 1, "loss": loss_sum / steps_per_epoch, "seconds": timer.seconds, **metrics})
+        if prof.keep_best:
+            best.update(model, metrics, epoch + 1)
         if show_progress:
             tqdm.write(f"epoch {epoch + 1}: loss {history[-1]['loss']:.3f} " +
                        " ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
         checkpointer.save(signature, model=model.state_dict(), optimizer=optimizer.state_dict(),
-                          scheduler=scheduler.state_dict(), epoch=epoch + 1, history=history)
+                          scheduler=scheduler.state_dict(), epoch=epoch + 1, history=history, best=best.to_dict())
 
     final = history[-1] if history else {}
+    if prof.keep_best and best.state is not None:
+        model.load_state_dict(best.state)
+        final = history[best.epoch - 1]
     payload = save_checkpoint(
         out_path, kind="classifier", config=config.to_dict(), model=model.cpu(),
         metrics={k: v for k, v in final.items() if k.startswith("val_")},
         train={"profile": asdict(prof), "device": str(dev), "n_train": n_train, "seconds": timer.seconds,
-               "history": history, "threads": torch.get_num_threads()},
+               "history": history, "threads": torch.get_num_threads(),
+               "kept_epoch": best.epoch if prof.keep_best and best.state is not None else len(history)},
     )
     checkpointer.finish()
     return payload

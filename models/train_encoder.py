@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from models.checkpoint import save_checkpoint
 from models.image_encoder import EncoderConfig, ImageEncoder
-from models.training import EpochCheckpointer, Timer, augment_images, pick_device, seed_everything, to_float_images
+from models.training import BestEpoch, EpochCheckpointer, Timer, augment_images, pick_device, seed_everything, to_float_images
 
 
 @dataclass
@@ -32,6 +32,9 @@ class EncoderProfile:
     sketch_fraction: float = 0.35
     max_train_items: int | None = None
     widths: tuple[int, ...] = (32, 64, 128, 256)
+    blocks: int = 1
+    stem_stride: int = 2
+    keep_best: bool = False  # save the epoch with the best validation P@5, not the last
     embed_dim: int = 128
     seed: int = 0
 
@@ -40,7 +43,8 @@ PROFILES = {
     # ~3 minutes on 2 CPU cores: enough for a demo that finds the right kind of thing.
     "quick": EncoderProfile("quick", epochs=1, batch_size=96, max_train_items=16000, widths=(24, 48, 96, 192)),
     # The profile the quality targets are measured on (GPU: minutes; 2 CPU cores: hours).
-    "full": EncoderProfile("full", epochs=80, batch_size=256, lr=4e-3, widths=(32, 64, 128, 256)),
+    "full": EncoderProfile("full", epochs=100, batch_size=256, lr=4e-3, widths=(24, 40, 80, 160, 320), blocks=2,
+                           stem_stride=1, keep_best=True),
     # For tests: a few seconds.
     "tiny": EncoderProfile("tiny", epochs=6, batch_size=8, widths=(8, 16, 16, 32), embed_dim=32, lr=5e-3),
 }
@@ -67,15 +71,25 @@ def sketch_batch(sketches_uint8: torch.Tensor, generator: torch.Generator) -> to
 
 @torch.no_grad()
 def embed_array(model: ImageEncoder, images: np.ndarray | torch.Tensor, device: torch.device,
-                batch_size: int = 512, grayscale: bool = False) -> np.ndarray:
-    """Embed uint8 photos (N, H, W, 3) or sketches (N, H, W) with ``grayscale=True``."""
+                batch_size: int = 512, grayscale: bool = False, flip_average: bool = False) -> np.ndarray:
+    """Embed uint8 photos (N, H, W, 3) or sketches (N, H, W) with ``grayscale=True``.
+
+    ``flip_average``: the vector is the normalised mean of the image's and its mirror image's vectors
+    (test-time augmentation; the catalog shoots items facing either way).
+    """
     model.eval()
     out = []
     for start in range(0, len(images), batch_size):
         chunk = torch.as_tensor(np.array(images[start : start + batch_size]))
         if grayscale:
             chunk = chunk.unsqueeze(-1).expand(-1, -1, -1, 3)
-        out.append(model.embed(to_float_images(chunk.to(device))).float().cpu())
+        x = to_float_images(chunk.to(device))
+        if flip_average:  # one forward pass over both views
+            emb = model.embed(torch.cat([x, x.flip(3)]))
+            emb = F.normalize(emb[: len(x)] + emb[len(x) :], dim=1)
+        else:
+            emb = model.embed(x)
+        out.append(emb.float().cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, model.config.embed_dim), np.float32)
 
 
@@ -113,11 +127,9 @@ def train_encoder(train_images: np.ndarray, train_labels: np.ndarray, val_images
     prof = PROFILES[profile] if isinstance(profile, str) else profile
     dev = pick_device(device)
     seed_everything(prof.seed)
-    config = EncoderConfig(widths=prof.widths, embed_dim=prof.embed_dim, n_classes=len(class_names),
+    config = EncoderConfig(widths=prof.widths, blocks=prof.blocks, stem_stride=prof.stem_stride, embed_dim=prof.embed_dim, n_classes=len(class_names),
                            class_names=list(class_names))
-    model = ImageEncoder(config).to(dev)
-    if dev.type == "cpu":
-        model = model.to(memory_format=torch.channels_last)
+    model = ImageEncoder(config).to(dev).to(memory_format=torch.channels_last)
 
     n_train = len(train_images) if prof.max_train_items is None else min(prof.max_train_items, len(train_images))
     rng = np.random.default_rng(prof.seed)
@@ -135,6 +147,7 @@ def train_encoder(train_images: np.ndarray, train_labels: np.ndarray, val_images
     signature = {"profile": asdict(prof), "config": config.to_dict(), "n_train": n_train}
     checkpointer = EpochCheckpointer(out_path)
     history: list[dict] = []
+    best = BestEpoch("val_p_at_5")
     start_epoch = 0
     state = checkpointer.load(signature) if resume else None
     if state:
@@ -142,6 +155,7 @@ def train_encoder(train_images: np.ndarray, train_labels: np.ndarray, val_images
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, history = state["epoch"], state["history"]
+        best.load(state.get("best"))
     timer = Timer(already=history[-1]["seconds"] if history else 0.0)
     gen = torch.Generator().manual_seed(prof.seed + start_epoch)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else torch.autocast("cpu", enabled=False)
@@ -159,9 +173,7 @@ def train_encoder(train_images: np.ndarray, train_labels: np.ndarray, val_images
                 use = torch.rand(len(idx), generator=gen).to(dev) < prof.sketch_fraction
                 if use.any():
                     x[use] = sketch_batch(sketches[idx[use]], gen)
-            x = augment_images(x, gen)
-            if dev.type == "cpu":
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = augment_images(x, gen).contiguous(memory_format=torch.channels_last)
             with autocast:
                 emb = model.embed(x)
                 logits = model.logits(emb.float(), labels[idx])
@@ -175,13 +187,18 @@ def train_encoder(train_images: np.ndarray, train_labels: np.ndarray, val_images
                 bar.set_postfix(loss=f"{loss.item():.3f}")
         metrics = evaluate_encoder(model, val_images, val_labels, dev, val_sketches)
         history.append({"epoch": epoch + 1, "loss": loss_sum / steps_per_epoch, "seconds": timer.seconds, **metrics})
+        if prof.keep_best:
+            best.update(model, metrics, epoch + 1)
         if show_progress:
             tqdm.write(f"epoch {epoch + 1}: loss {history[-1]['loss']:.3f} " +
                        " ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
         checkpointer.save(signature, model=model.state_dict(), optimizer=optimizer.state_dict(),
-                          scheduler=scheduler.state_dict(), epoch=epoch + 1, history=history)
+                          scheduler=scheduler.state_dict(), epoch=epoch + 1, history=history, best=best.to_dict())
 
     final = dict(history[-1]) if history else {}
+    if prof.keep_best and best.state is not None:
+        model.load_state_dict(best.state)
+        final = dict(history[best.epoch - 1])
     if gallery is not None:
         final.update(catalog_metrics(model, val_images, val_labels, gallery, dev, val_sketches))
         if show_progress:
@@ -190,7 +207,8 @@ def train_encoder(train_images: np.ndarray, train_labels: np.ndarray, val_images
         out_path, kind="encoder", config=config.to_dict(), model=model.cpu(),
         metrics={k: v for k, v in final.items() if k.startswith("val_")},
         train={"profile": asdict(prof), "device": str(dev), "n_train": n_train, "seconds": timer.seconds,
-               "history": history, "threads": torch.get_num_threads()},
+               "history": history, "threads": torch.get_num_threads(),
+               "kept_epoch": best.epoch if prof.keep_best and best.state is not None else len(history)},
     )
     checkpointer.finish()
     return payload

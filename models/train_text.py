@@ -6,6 +6,8 @@ Two spaces are supported (the profile's ``space``):
   ``ImageHead`` reads a fixed descriptor of the frozen Image2Vec feature map and
   the photo's colours; text and photos meet in a new ``embed_dim`` space, which
   needs its own index of image vectors.
+  With ``tower="finetune"`` the photo side is a copy of Image2Vec's CNN, initialised from it and
+  trained end to end with the text encoder (the descriptor is then recomputed for every batch).
 * ``"image2vec"``: the text encoder is trained into the frozen Image2Vec space,
   so the photo index serves text queries too. Image2Vec only separates
   articleTypes, so titles cannot find their own item there (R@10 stays low).
@@ -34,7 +36,7 @@ from models.text import (
     TextImageModel,
     Tokenizer,
     descriptor_dim,
-    frozen_descriptor,
+    descriptor_of,
     normalise_text,
 )
 from models.train_encoder import load_encoder
@@ -61,6 +63,8 @@ class TextProfile:
     n_buckets: int = 4096
     max_len: int = 24
     augment: bool = False  # recompute the descriptor of augmented photos every batch (GPU)
+    tower: str = "frozen"  # joint space: "frozen" Image2Vec, or "finetune" a copy of its CNN end to end
+    tower_lr: float = 0.3  # the tower's learning rate, relative to ``lr``
     max_train_items: int | None = None
     seed: int = 0
 
@@ -70,7 +74,7 @@ PROFILES = {
     "quick": TextProfile("quick", epochs=4, batch_size=256, word_dim=96, hidden=128),
     # The profile the targets are measured on: a few minutes on one GPU.
     "full": TextProfile("full", epochs=30, batch_size=512, lr=2e-3, embed_dim=384, word_dim=192, hidden=384,
-                        head_hidden=2048, augment=True),
+                        head_hidden=1024, augment=True, tower="finetune"),
     # For tests: a few seconds.
     "tiny": TextProfile("tiny", epochs=2, batch_size=16, embed_dim=32, word_dim=16, hidden=16, head_hidden=32,
                         n_buckets=64, min_count=1),
@@ -96,8 +100,7 @@ def image_inputs(encoder: ImageEncoder, images: np.ndarray | torch.Tensor, space
             x = augment_images(x, augment_generator)
         with _autocast(device):
             if space == "joint":
-                middle = encoder.features[:-1](x)  # the last two stages' maps, as feature_map computes them
-                out.append(frozen_descriptor([middle, encoder.features[-1](middle)], x).half())
+                out.append(descriptor_of(encoder.features, x).half())
             else:
                 out.append(encoder.embed(x).float())
     if not out:
@@ -168,6 +171,21 @@ def _embed_text(model: TextImageModel, tokenizer: Tokenizer, titles: list[str], 
 
 
 @torch.no_grad()
+def _embed_photos(model: TextImageModel, images: np.ndarray | torch.Tensor, device: torch.device,
+                  batch_size: int = 512) -> torch.Tensor:
+    """Photos uint8 (N, H, W, 3) -> joint-space vectors through the model's own tower (eval mode)."""
+    model.eval()
+    out = []
+    for start in range(0, len(images), batch_size):
+        chunk = images[start : start + batch_size]
+        chunk = chunk if isinstance(chunk, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(chunk))
+        x = to_float_images(chunk.to(device)).contiguous(memory_format=torch.channels_last)
+        with _autocast(device):
+            out.append(model.image_head(descriptor_of(model.tower, x)).float())
+    return torch.cat(out) if out else torch.zeros(0, model.image_head.config.embed_dim, device=device)
+
+
+@torch.no_grad()
 def _embed_inputs(model: TextImageModel, inputs: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
     if model.image_head is None:
         return inputs.float()
@@ -188,6 +206,9 @@ def train_text(train_images: np.ndarray, train_titles: list[str], train_labels: 
     prof = PROFILES[profile] if isinstance(profile, str) else profile
     if prof.space not in ("joint", "image2vec"):
         raise ValueError(f"unknown space {prof.space!r}")
+    if prof.tower not in ("frozen", "finetune"):
+        raise ValueError(f"unknown tower {prof.tower!r}")
+    finetune = prof.tower == "finetune" and prof.space == "joint"
     dev = pick_device(device)
     seed_everything(prof.seed)
     encoder = load_encoder(encoder_payload, dev)
@@ -208,19 +229,23 @@ def train_text(train_images: np.ndarray, train_titles: list[str], train_labels: 
                              embed_dim=prof.embed_dim if prof.space == "joint" else encoder.config.embed_dim)
     head_config = (HeadConfig(in_dim=descriptor_dim(encoder.config.widths[-2:]), hidden=prof.head_hidden,
                               embed_dim=prof.embed_dim, dropout=prof.dropout) if prof.space == "joint" else None)
-    model = TextImageModel(text_config, head_config, temperature=prof.temperature).to(dev)
+    tower_config = ({"widths": list(encoder.config.widths), "blocks": encoder.config.blocks,
+                     "stem_stride": encoder.config.stem_stride} if finetune else None)
+    model = TextImageModel(text_config, head_config, temperature=prof.temperature, tower=tower_config)
+    if finetune:
+        model.tower.load_state_dict(encoder.features.state_dict())
+        model.tower.to(memory_format=torch.channels_last)
+    model = model.to(dev)
 
-    # The frozen image side is computed once for every photo: training inputs and the validation gallery.
     timer = Timer()
-    if show_progress:
-        n_extra = len(extra_gallery_images) if extra_gallery_images is not None else 0
-        n_photos = len(train_images) + len(val_images) + n_extra
-        tqdm.write(f"text: embedding {n_photos} photos with {encoder_version}")
-    train_inputs = image_inputs(encoder, train_images, prof.space, dev)
-    gallery_inputs = torch.cat([train_inputs, image_inputs(encoder, val_images, prof.space, dev)] +
-                               ([image_inputs(encoder, extra_gallery_images, prof.space, dev)]
-                                if extra_gallery_images is not None else []))
-    train_inputs = train_inputs[torch.from_numpy(subset).to(dev)]
+    gallery_photos = [train_images, val_images] + ([extra_gallery_images] if extra_gallery_images is not None else [])
+    if finetune:  # the photo side changes with training: embedded again after each epoch
+        train_inputs = gallery_inputs = None
+    else:  # the frozen image side is computed once for every photo: training inputs and the validation gallery
+        if show_progress:
+            tqdm.write(f"text: embedding {sum(map(len, gallery_photos))} photos with {encoder_version}")
+        gallery_inputs = torch.cat([image_inputs(encoder, p, prof.space, dev) for p in gallery_photos])
+        train_inputs = gallery_inputs[torch.from_numpy(subset).to(dev)]
     gallery_labels = np.concatenate([np.asarray(train_labels), np.asarray(val_labels)] +
                                     ([np.asarray(extra_gallery_labels)] if extra_gallery_labels is not None else []))
     if extra_gallery_images is not None and extra_gallery_labels is None:
@@ -228,11 +253,15 @@ def train_text(train_images: np.ndarray, train_titles: list[str], train_labels: 
     val_item_index = np.arange(len(train_images), len(train_images) + len(val_images))
     embed_seconds = timer.seconds
     train_pixels = (torch.from_numpy(np.ascontiguousarray(np.asarray(train_images)[subset])).to(dev)
-                    if prof.augment and prof.space == "joint" else None)
+                    if (prof.augment or finetune) and prof.space == "joint" else None)
 
     steps_per_epoch = max(1, n_train // prof.batch_size)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=prof.lr, weight_decay=prof.weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=prof.lr, pct_start=0.1,
+    tower_params = list(model.tower.parameters()) if finetune else []
+    others = [p for n, p in model.named_parameters() if not n.startswith("tower.")]
+    groups = [{"params": others, "lr": prof.lr}] + ([{"params": tower_params, "lr": prof.lr * prof.tower_lr}]
+                                                     if tower_params else [])
+    optimizer = torch.optim.AdamW(groups, lr=prof.lr, weight_decay=prof.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in groups], pct_start=0.1,
                                                     total_steps=prof.epochs * steps_per_epoch)
     signature = {"profile": asdict(prof), "text": text_config.to_dict(),
                  "head": head_config.to_dict() if head_config else None, "encoder_version": encoder_version,
@@ -258,7 +287,12 @@ def train_text(train_images: np.ndarray, train_titles: list[str], train_labels: 
         loss_sum = 0.0
         for step in bar:
             idx = order[step * prof.batch_size : (step + 1) * prof.batch_size]
-            if train_pixels is not None:
+            if finetune:
+                x = augment_images(to_float_images(train_pixels[idx]), gen) if prof.augment \
+                    else to_float_images(train_pixels[idx])
+                with _autocast(dev):
+                    inputs = descriptor_of(model.tower, x.contiguous(memory_format=torch.channels_last))
+            elif train_pixels is not None:
                 inputs = image_inputs(encoder, train_pixels[idx], prof.space, dev, batch_size=len(idx),
                                       augment_generator=gen)
             else:
@@ -276,9 +310,11 @@ def train_text(train_images: np.ndarray, train_titles: list[str], train_labels: 
             loss_sum += loss.item()
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{loss.item():.3f}")
+        gallery_vecs = (torch.cat([_embed_photos(model, p, dev) for p in gallery_photos]) if finetune
+                        else _embed_inputs(model, gallery_inputs))
         metrics = retrieval_metrics_from_vectors(
             _embed_text(model, tokenizer, list(val_titles), dev).cpu().numpy(), val_item_index,
-            _embed_inputs(model, gallery_inputs).float().cpu().numpy(), np.asarray(val_labels), gallery_labels)
+            gallery_vecs.float().cpu().numpy(), np.asarray(val_labels), gallery_labels)
         metrics = {f"val_{k}": v for k, v in metrics.items()}
         history.append({"epoch": epoch + 1, "loss": loss_sum / steps_per_epoch, "seconds": timer.seconds,
                         "temperature": float(1.0 / model.scale.item()), **metrics})
@@ -291,7 +327,7 @@ def train_text(train_images: np.ndarray, train_titles: list[str], train_labels: 
     final = history[-1] if history else {}
     config = {"space": prof.space, "text": text_config.to_dict(),
               "head": head_config.to_dict() if head_config else None, "tokenizer": tokenizer.to_dict(),
-              "encoder_version": encoder_version}
+              "encoder_version": encoder_version, "tower": tower_config}
     payload = save_checkpoint(
         out_path, kind="text", config=config, model=model.cpu(),
         metrics={k: v for k, v in final.items() if k.startswith("val_")} | {"gallery_size": len(gallery_labels)},
@@ -314,7 +350,7 @@ class TextSearchModel:
         self.device = device
         self.tokenizer = Tokenizer.from_dict(config["tokenizer"])
         head = HeadConfig.from_dict(config["head"]) if config["head"] else None
-        self.model = TextImageModel(TextConfig.from_dict(config["text"]), head)
+        self.model = TextImageModel(TextConfig.from_dict(config["text"]), head, tower=config.get("tower"))
         self.model.load_state_dict(payload["model"])
         self.model.to(device).eval()
         self.encoder = encoder
@@ -342,6 +378,8 @@ class TextSearchModel:
     @torch.inference_mode()
     def encode_images(self, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
         """Photos uint8 (N, 80, 60, 3) -> float32 (N, dim): the vectors the text-query index is built from."""
+        if self.model.tower is not None:  # its own fine-tuned CNN
+            return _embed_photos(self.model, images, self.device, batch_size).cpu().numpy().astype(np.float32)
         if self.encoder is None:
             raise CheckpointError("encode_images needs the image encoder checkpoint this text model was trained with")
         inputs = image_inputs(self.encoder, images, self.space, self.device, batch_size)

@@ -87,6 +87,32 @@ class EpochCheckpointer:
         self.partial_path.unlink(missing_ok=True)
 
 
+class BestEpoch:
+    """Model selection on the validation split: the weights of the epoch with the highest ``key``.
+
+    Kept in memory (a CPU copy) and in the resumable partial checkpoint (``to_dict``/``load``).
+    """
+
+    def __init__(self, key: str):
+        self.key = key
+        self.value = float("-inf")
+        self.epoch = 0
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def update(self, model: torch.nn.Module, metrics: dict[str, float], epoch: int) -> None:
+        value = metrics.get(self.key)
+        if value is not None and value == value and value > self.value:  # NaN never wins
+            self.value, self.epoch = float(value), epoch
+            self.state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "value": self.value, "epoch": self.epoch, "state": self.state}
+
+    def load(self, d: dict[str, Any] | None) -> None:
+        if d:
+            self.value, self.epoch, self.state = d["value"], d["epoch"], d["state"]
+
+
 class Timer:
     def __init__(self, already: float = 0.0):
         self.start = time.perf_counter() - already

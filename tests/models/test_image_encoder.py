@@ -70,3 +70,76 @@ def test_resume_continues_from_partial(tmp_path, monkeypatch):
     payload = te.train_encoder(images, labels, images[:8], labels[:8], ["a", "b"], out, profile="tiny",
                                device="cpu", show_progress=False)
     assert [h["epoch"] for h in payload["train"]["history"]] == [1, 2, 3, 4, 5, 6]
+
+
+def test_keep_best_saves_the_best_validation_epoch_also_across_a_resume(tmp_path, monkeypatch):
+    """With keep_best the checkpoint holds the weights of the epoch with the best validation P@5 (here
+    the 2nd of 4, the run interrupted after the 3rd and resumed), not the last."""
+    from dataclasses import replace
+
+    from models import train_encoder as te
+
+    images, labels = _data(32)
+    out = tmp_path / "enc.pt"
+    scores = iter([0.5, 0.9, 0.7, 0.6, 0.6])
+    weights = []
+
+    def scripted(model, *args, **kwargs):
+        weights.append({k: v.clone() for k, v in model.state_dict().items()})
+        if len(weights) == 4:
+            raise KeyboardInterrupt
+        return {"val_accuracy": 0.0, "val_p_at_5": next(scores)}
+
+    monkeypatch.setattr(te, "evaluate_encoder", scripted)
+    prof = replace(te.PROFILES["tiny"], epochs=4, keep_best=True)
+    try:
+        te.train_encoder(images, labels, images[:8], labels[:8], ["a", "b"], out, profile=prof, device="cpu",
+                         show_progress=False)
+    except KeyboardInterrupt:
+        pass
+    payload = te.train_encoder(images, labels, images[:8], labels[:8], ["a", "b"], out, profile=prof, device="cpu",
+                               show_progress=False)
+    assert payload["train"]["kept_epoch"] == 2 and payload["metrics"]["val_p_at_5"] == 0.9
+    saved = load_checkpoint(out, "encoder")["model"]
+    assert all(torch.equal(saved[k], weights[1][k]) for k in saved)
+    assert not all(torch.equal(saved[k], weights[-1][k]) for k in saved)
+
+
+def test_deeper_stages_keep_the_feature_layout(tmp_path):
+    """blocks > 1 stacks residual units per stage; each stage stays one element of ``features``, so
+    ``features[-1]`` is the whole last stage (the text descriptor and CAMs rely on it), and one-unit
+    networks keep the keys of earlier checkpoints."""
+    from dataclasses import replace
+
+    from models.image_encoder import backbone
+    from models.train_encoder import PROFILES
+
+    one, two = backbone((8, 16, 16, 32), 1), backbone((8, 16, 16, 32), 2)
+    assert len(one) == len(two) == 8
+    assert "1.conv1.0.weight" in one.state_dict() and "1.1.conv1.0.weight" in two.state_dict()
+    x = torch.rand(2, 3, 80, 60) * 2 - 1
+    assert one(x).shape == two(x).shape == (2, 32, 5, 4)
+    assert two[:-1](x).shape == (2, 16, 5, 4)
+
+    images, labels = _data(32)
+    out = tmp_path / "deep.pt"
+    payload = train_encoder(images, labels, images[:8], labels[:8], ["plain", "box"], out,
+                            profile=replace(PROFILES["tiny"], epochs=1, blocks=2), device="cpu", show_progress=False)
+    assert payload["config"]["blocks"] == 2
+    model = load_encoder(load_checkpoint(out, "encoder"))
+    assert model.class_activation_map(x, 1).shape == (2, 80, 60)
+    assert torch.allclose(model.embed(x), load_encoder(payload).embed(x), atol=1e-6)
+
+
+def test_flip_average_gives_a_photo_and_its_mirror_image_one_vector():
+    from models.train_encoder import embed_array
+
+    torch.manual_seed(0)
+    model = ImageEncoder(EncoderConfig(widths=(8, 16, 16, 32), embed_dim=16, n_classes=3)).eval()
+    images = np.random.default_rng(0).integers(0, 256, (3, 80, 60, 3), dtype=np.uint8)
+    mirrored = np.ascontiguousarray(images[:, :, ::-1])
+    cpu = torch.device("cpu")
+    plain, averaged = embed_array(model, images, cpu), embed_array(model, images, cpu, flip_average=True)
+    np.testing.assert_allclose(averaged, embed_array(model, mirrored, cpu, flip_average=True), atol=1e-5)
+    assert not np.allclose(plain, embed_array(model, mirrored, cpu), atol=1e-3)  # without it they differ
+    np.testing.assert_allclose(np.linalg.norm(averaged, axis=1), 1.0, atol=1e-5)

@@ -230,3 +230,32 @@ def test_augmented_training_path_runs(tmp_path, data, encoder_payload):
     payload = train_text(tr_x, tr_t, tr_y, va_x, va_t, va_y, encoder_payload, tmp_path / "t.pt", profile=prof,
                          show_progress=False)
     assert np.isfinite(payload["train"]["history"][0]["loss"])
+
+
+def test_finetuned_tower_starts_from_image2vec_and_serves_photos_alone(tmp_path, data, encoder_payload):
+    """With tower="finetune" the photo side is the model's own CNN: it starts as Image2Vec's, moves with
+    training, and embeds photos after a reload without the encoder checkpoint."""
+    (tr_x, tr_t, tr_y), (va_x, va_t, va_y) = data
+    prof = replace(PROFILES["tiny"], epochs=2, tower="finetune", augment=True)
+    out = tmp_path / "t.pt"
+    payload = train_text(tr_x, tr_t, tr_y, va_x, va_t, va_y, encoder_payload, out, profile=prof, device="cpu",
+                         show_progress=False)
+    tower = payload["config"]["tower"]
+    assert tower == {"widths": [8, 16, 16, 32], "blocks": 1, "stem_stride": 2}
+    start = {k: v for k, v in encoder_payload["model"].items() if k.startswith("features.")}
+    tuned = {k.replace("tower.", "features.", 1): v for k, v in payload["model"].items() if k.startswith("tower.")}
+    assert set(tuned) == set(start)
+    assert any(not torch.equal(tuned[k], start[k]) for k in start if start[k].is_floating_point())  # it trained
+
+    alone = load_text_model(load_checkpoint(out, "text"))  # no encoder given
+    vecs = alone.encode_images(va_x[:4])
+    assert vecs.shape == (4, prof.embed_dim)
+    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-3)
+    np.testing.assert_allclose(vecs, load_text_model(payload, encoder_payload).encode_images(va_x[:4]), atol=1e-5)
+
+
+def test_unknown_tower_is_refused(tmp_path, data, encoder_payload):
+    (tr_x, tr_t, tr_y), (va_x, va_t, va_y) = data
+    with pytest.raises(ValueError, match="tower"):
+        train_text(tr_x, tr_t, tr_y, va_x, va_t, va_y, encoder_payload, tmp_path / "t.pt",
+                   profile=replace(PROFILES["tiny"], tower="imagenet"), show_progress=False)
