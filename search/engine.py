@@ -49,6 +49,7 @@ class Encoded:
     space: str  # which index space to search
     timings_ms: dict[str, float]
     generated: np.ndarray | None = None  # the GAN's image for a sketch query, uint8 (80, 60, 3)
+    categories: dict[str, float] | None = None  # the query's likeliest articleTypes (``search.rerank``)
 
 
 class ModelSet:
@@ -147,19 +148,51 @@ class ModelSet:
         return generate_captions(self.get("captioner"), image[None])[0]
 
     def embed_images(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """uint8 (N, 80, 60, 3) -> (N, D) float32 in Image2Vec space."""
+        """uint8 (N, 80, 60, 3) -> (N, D) float32 in Image2Vec space.
+
+        Every photo, sketch and generated image is embedded with its mirror image and the two vectors
+        averaged (``embed_array(flip_average=True)``): the catalog shows items facing either way, and
+        on the test split this lifts photo P@5 by about half a point (README, Measured).
+        """
         import torch
 
         from models.train_encoder import embed_array
 
         with torch.inference_mode():
-            return embed_array(self.encoder(), images, torch.device(self.device), batch_size=batch_size)
+            return embed_array(self.encoder(), images, torch.device(self.device), batch_size=batch_size,
+                               flip_average=True)
+
+    def category_probs(self, vectors: np.ndarray, images: np.ndarray | None = None) -> list[dict[str, float]]:
+        """The likeliest articleTypes of picture queries (``search.rerank``), from their Image2Vec vectors:
+        the encoder's cosine head, averaged for photos (``images``, uint8 (N, 80, 60, 3)) with the
+        image-only classifier's flip-averaged prediction when that model is trained on the same classes."""
+        import torch
+
+        from search.rerank import top_categories
+
+        encoder, payload = self._load("encoder")
+        names = payload["config"]["class_names"]
+        with torch.inference_mode():
+            weight = torch.nn.functional.normalize(encoder.class_weight.float(), dim=1).cpu()
+            logits = encoder.config.scale * (torch.as_tensor(np.asarray(vectors, np.float32)) @ weight.t())
+            probs = logits.softmax(dim=1).numpy()
+            if images is not None and self.available("classifier_image"):
+                from models.classifier import MAIN_HEAD, predict
+
+                classifier = self.get("classifier_image")
+                if list(classifier.config.label_names[MAIN_HEAD]) == list(names):
+                    plain = predict(classifier, images)[MAIN_HEAD]
+                    mirrored = predict(classifier, np.ascontiguousarray(np.asarray(images)[:, :, ::-1]))[MAIN_HEAD]
+                    probs = (probs + (plain + mirrored) / 2) / 2
+        return top_categories(probs, names)
 
     def encode_photo(self, image: np.ndarray) -> Encoded:
         timings: dict[str, float] = {}
         with timed(timings, "encoder"):
             vec = self.embed_images(image[None])[0]
-        return Encoded(vec, "image", timings)
+        with timed(timings, "classifier"):
+            categories = self.category_probs(vec[None], image[None])[0]
+        return Encoded(vec, "image", timings, categories=categories)
 
     def generate_images(self, sketches: np.ndarray) -> np.ndarray:
         """uint8 sketches (N, 80, 60) -> the GAN's photo-like images (N, 80, 60, 3)."""
@@ -189,4 +222,5 @@ class ModelSet:
         with timed(timings, "encoder"):
             source = generated if road == "gan" else np.repeat(sketch[..., None], 3, axis=-1)
             vec = self.embed_images(source[None])[0]
-        return Encoded(vec, "image", timings, generated)
+            categories = self.category_probs(vec[None])[0]  # the encoder's head: it saw sketches, the classifier did not
+        return Encoded(vec, "image", timings, generated, categories)

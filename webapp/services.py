@@ -153,10 +153,17 @@ def live_hits(vector: np.ndarray, k: int, filters: Filters, exclude_item: int | 
 
 
 def search_vector(encoded: Encoded, k: int, filters: Filters | None = None, exclude_item: int | None = None) -> SearchResult:
-    """The index's hits on the active version merged with an exact search over the live buffer."""
+    """The index's hits on the active version merged with an exact search over the live buffer.
+
+    A picture query that carries its likeliest categories (``encoded.categories``) is re-ranked among
+    its nearest ``search.rerank.RERANK_CANDIDATES`` items (``RERANK_WEIGHT``); the hits' scores are
+    then the re-ranking scores."""
+    from search import rerank
     from search.engine import timed
 
     filters = filters or Filters()
+    categories = encoded.categories if encoded.space == "image" else None
+    final_k, k = k, rerank.depth(k, categories, settings.RERANK_WEIGHT)
     timings = dict(encoded.timings_ms)
     version, store, item_of = active_store()
     with timed(timings, "live"):
@@ -190,8 +197,12 @@ def search_vector(encoded: Encoded, k: int, filters: Filters | None = None, excl
             items.update(Item.objects.in_bulk([int(item_of[i]) for i, _ in raw]))
             hits = [Hit(items[int(item_of[i])], s) for i, s in raw if int(item_of[i]) in items]
         hits.extend(Hit(items[pk], score) for pk, score in fresh if pk in items)
+        if categories and hits:
+            scores = rerank.rerank_scores([h.score for h in hits], [h.item.category for h in hits], categories,
+                                          settings.RERANK_WEIGHT)
+            hits = [Hit(h.item, float(s)) for h, s in zip(hits, scores, strict=True)]
         hits.sort(key=lambda h: -h.score)
-    return SearchResult(hits=hits[:k], timings_ms=timings, index_version=version.name)
+    return SearchResult(hits=hits[:final_k], timings_ms=timings, index_version=version.name)
 
 
 def similar_items(item: Item, k: int, filters: Filters | None = None) -> SearchResult:

@@ -136,6 +136,7 @@ INDEX_NPROBE = envint("INDEX_NPROBE", 16)  # ivf partitions scanned per query
 INDEX_KEEP_VERSIONS = envint("INDEX_KEEP_VERSIONS", 2)
 TORCH_THREADS = envint("TORCH_THREADS", 0)  # 0: PyTorch's default
 CAPTION_METHOD = env("CAPTION_METHOD", "lstm")  # "lstm" (won on BLEU, see README) or "neighbour"
+RERANK_WEIGHT = float(env("RERANK_WEIGHT", "0.5"))  # category-consistent re-ranking of picture queries; 0: off
 SKETCH_ROAD = env("SKETCH_ROAD", "direct")  # "direct" (encoder saw sketches) or "gan" (pix2pix first); see README
 
 # Issue 7: caches and the search rate limit. LocMem counts per process; with REDIS_URL (or CACHE_URL)

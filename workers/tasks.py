@@ -76,7 +76,8 @@ def encode_query_task(packed: dict, kind: str, road: str) -> dict:
     encoded, encoder_version = run_models(_unpack(packed), kind, road)
     return {"vector": _pack(np.asarray(encoded.vector, np.float32)), "space": encoded.space,
             "timings_ms": encoded.timings_ms, "encoder_version": encoder_version,
-            "generated": _pack(encoded.generated) if encoded.generated is not None else None}
+            "generated": _pack(encoded.generated) if encoded.generated is not None else None,
+            "categories": encoded.categories}
 
 
 def encode_with_version(data: bytes, kind: str, road: str = "", *, in_workers: bool | None = None,
@@ -108,7 +109,8 @@ def encode_with_version(data: bytes, kind: str, road: str = "", *, in_workers: b
     worker_ms = sum(out["timings_ms"].values())
     generated = _unpack(out["generated"]) if out["generated"] else None
     encoded = Encoded(_unpack(out["vector"]), out["space"],
-                      {**timings, **out["timings_ms"], "queue": max(wall - worker_ms, 0.0)}, generated)
+                      {**timings, **out["timings_ms"], "queue": max(wall - worker_ms, 0.0)}, generated,
+                      out.get("categories"))
     return encoded, out["encoder_version"]
 
 

@@ -19,6 +19,10 @@ def test_evaluate_writes_every_figure_it_can_measure(searchable, settings, tmp_p
     n_test = sum(split_of(sku) == "test" for sku in Item.objects.values_list("sku", flat=True))
     assert report["photo"]["n"] == n_test > 0
     assert 0.5 < report["photo"]["p_at_5"] <= 1 and 0 <= report["photo"]["p_at_10"] <= 1
+    # the search re-ranks picture queries by category; the report also gives the figures without
+    assert report["photo"]["rerank_weight"] == settings.RERANK_WEIGHT > 0
+    assert 0.5 < report["photo"]["without_rerank"]["p_at_5"] <= 1
+    assert "without_rerank" in report["sketch"]["direct"]
     assert report["ann"]["backend"] == "ivf" and report["ann"]["parameters"].startswith("ivf nlist=")
     assert 0.9 <= report["ann"]["recall_at_10"] <= 1
     assert report["sketch"]["default"] == "direct" and 0 <= report["sketch"]["direct"]["p_at_5"] <= 1

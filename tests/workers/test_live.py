@@ -103,3 +103,34 @@ def test_live_item_without_a_text_space_keeps_words_for_the_reindex(searchable, 
                                image_path=str(path), source=Item.Source.UPLOAD)
     live = add_live_item(item)
     assert live.text_vector is None and live.text_version == ""
+
+
+def test_picture_queries_are_re_ranked_by_their_likeliest_category(searchable, settings):
+    """A photo query carries its likeliest categories (the encoder's head with the image-only classifier);
+    among its nearest items, those of a likely category gain ``RERANK_WEIGHT`` times its probability."""
+    from search.engine import Encoded
+    from tests.conftest import jpeg_bytes
+    from webapp.services import search_vector
+    from workers.tasks import encode_query
+
+    photo = jpeg_bytes(draw_item("Watches", COLOURS["Blue"], np.random.default_rng(5)))
+    encoded = encode_query(photo, "photo")
+    assert encoded.categories and abs(sum(encoded.categories.values()) - 1.0) < 0.05
+    assert list(encoded.categories) == sorted(encoded.categories, key=lambda c: -encoded.categories[c])
+    plain = Encoded(encoded.vector, "image", {})
+    settings.RERANK_WEIGHT = 0.5
+    ranked = search_vector(encoded, 8).hits
+    cosine = {h.item.pk: h.score for h in search_vector(plain, 60).hits}
+    for hit in ranked:  # each score is its cosine plus the bonus of its category
+        bonus = 0.5 * encoded.categories.get(hit.item.category, 0.0)
+        assert hit.score == pytest.approx(cosine[hit.item.pk] + bonus, abs=1e-4)
+    assert [h.score for h in ranked] == sorted((h.score for h in ranked), reverse=True)
+    # A made-up certainty about another category among the candidates lifts its nearest item by 0.5.
+    top = max(cosine, key=cosine.get)
+    others = {h.item.pk: h.item.category for h in search_vector(plain, 50).hits}
+    other = next(c for c in others.values() if c != others[top])
+    forced = Encoded(encoded.vector, "image", {}, categories={other: 1.0})
+    first = search_vector(forced, 1).hits[0]
+    assert first.item.category == other and first.score == pytest.approx(cosine[first.item.pk] + 0.5, abs=1e-4)
+    settings.RERANK_WEIGHT = 0.0
+    assert [h.item.pk for h in search_vector(forced, 8).hits] == [h.item.pk for h in search_vector(plain, 8).hits]

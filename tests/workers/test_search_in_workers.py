@@ -22,6 +22,8 @@ def test_round_trip_and_search_through_a_worker(workers, searchable, settings, c
     remote = encode_query(photo, "photo", in_workers=True)
     np.testing.assert_allclose(remote.vector, local.vector, atol=1e-5)
     assert "queue" in remote.timings_ms and "encoder" in remote.timings_ms
+    assert remote.categories and list(remote.categories) == list(local.categories)  # re-ranking travels too
+    assert remote.categories == pytest.approx(local.categories, abs=1e-5)
 
     # The query path with SEARCH_IN_WORKERS: the same hits as in-process.
     settings.SEARCH_IN_WORKERS = True

@@ -83,17 +83,16 @@ class Command(BaseCommand):
         report: dict = {"models": {"encoder": models.version("encoder")},
                         "index": {"version": version.name, "count": version.count}}
 
-        vectors = np.asarray(store.vectors("image")[np.array(test_ids)])
-        self.say(f"Photo queries: {len(test_ids)} test items against {store.count} indexed items...")
-        report["photo"] = {**precision_at_ks(store, vectors, test_labels, labels, exclude=test_ids), "n": len(test_ids)}
-        sample = vectors[:: max(1, len(vectors) // 1000)]
-        report["ann"] = {"recall_at_10": ann_recall(store, sample), "n": len(sample), "backend": store.backend,
-                         "parameters": store.describe(), "n_trees": version.n_trees, "search_k": store.search_k}
-
         from search.images import load_image_array
 
         photos, _ok = load_image_array([Path(r[2]) for r in test_rows], settings.ARTIFACTS_DIR / "cache")
         photos = np.asarray(photos)
+        vectors = np.asarray(store.vectors("image")[np.array(test_ids)])
+        self.say(f"Photo queries: {len(test_ids)} test items against {store.count} indexed items...")
+        report["photo"] = {**self.ranked(store, vectors, test_labels, labels, test_ids, photos), "n": len(test_ids)}
+        sample = vectors[:: max(1, len(vectors) // 1000)]
+        report["ann"] = {"recall_at_10": ann_recall(store, sample), "n": len(sample), "backend": store.backend,
+                         "parameters": store.describe(), "n_trees": version.n_trees, "search_k": store.search_k}
         sketch_vectors = self.sketch_figures(report, store, labels, test_ids, test_labels, photos)
         if models.available("text"):
             self.text_figures(report, store, labels, test_ids, test_labels, [r[3] for r in test_rows], sketch_vectors)
@@ -110,6 +109,22 @@ class Command(BaseCommand):
             Path(json_path).parent.mkdir(parents=True, exist_ok=True)
             Path(json_path).write_text(text + "\n")
 
+    @staticmethod
+    def ranked(store, vectors, test_labels, labels, test_ids, photos=None) -> dict:
+        """P@5/P@10 of picture queries as the search ranks them (re-ranked by category when
+        ``RERANK_WEIGHT`` > 0), and the same without re-ranking."""
+        weight = settings.RERANK_WEIGHT
+        plain = precision_at_ks(store, vectors, test_labels, labels, exclude=test_ids)
+        if not weight:
+            return {**plain, "rerank_weight": 0.0}
+        models = get_models()
+        categories = []
+        for i in range(0, len(vectors), 512):
+            categories += models.category_probs(vectors[i : i + 512], None if photos is None else photos[i : i + 512])
+        reranked = precision_at_ks(store, vectors, test_labels, labels, exclude=test_ids, categories=categories,
+                                   weight=weight)
+        return {**reranked, "rerank_weight": weight, "without_rerank": plain}
+
     def sketch_figures(self, report, store, labels, test_ids, test_labels, photos) -> np.ndarray | None:
         """Sketches made from the held-out test photos, searched by each road. Returns the default road's vectors."""
         from search.train import sketches_of
@@ -125,7 +140,7 @@ class Command(BaseCommand):
             self.say(f"Sketch queries by the {road} road: {len(test_ids)} synthetic sketches of test photos...")
             vecs = np.concatenate([models.embed_sketches(sketches[i : i + 512], road)
                                    for i in range(0, len(sketches), 512)])
-            out[road] = precision_at_ks(store, vecs, test_labels, labels, exclude=test_ids)
+            out[road] = self.ranked(store, vecs, test_labels, labels, test_ids)
             if road == settings.SKETCH_ROAD:
                 default_vectors = vecs
         if models.available("sketch2image"):
