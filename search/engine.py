@@ -55,9 +55,10 @@ class Encoded:
 class ModelSet:
     """Trained models of one artifacts directory, loaded on first use."""
 
-    def __init__(self, models_dir: Path, device: str = "cpu", threads: int = 0):
+    def __init__(self, models_dir: Path, device: str = "cpu", threads: int = 0, categories: bool = True):
         self.models_dir = Path(models_dir)
         self.device = device
+        self.categories = categories  # picture queries carry their likeliest categories (re-ranking on)
         self.threads = threads
         self._lock = threading.RLock()  # a text model loads its encoder from inside _load
         self._loaded: dict[str, object] = {}
@@ -190,8 +191,10 @@ class ModelSet:
         timings: dict[str, float] = {}
         with timed(timings, "encoder"):
             vec = self.embed_images(image[None])[0]
-        with timed(timings, "classifier"):
-            categories = self.category_probs(vec[None], image[None])[0]
+        categories = None
+        if self.categories:
+            with timed(timings, "classifier"):
+                categories = self.category_probs(vec[None], image[None])[0]
         return Encoded(vec, "image", timings, categories=categories)
 
     def generate_images(self, sketches: np.ndarray) -> np.ndarray:
@@ -222,5 +225,6 @@ class ModelSet:
         with timed(timings, "encoder"):
             source = generated if road == "gan" else np.repeat(sketch[..., None], 3, axis=-1)
             vec = self.embed_images(source[None])[0]
-            categories = self.category_probs(vec[None])[0]  # the encoder's head: it saw sketches, the classifier did not
+            # the encoder's own head: it saw sketches, the classifier did not
+            categories = self.category_probs(vec[None])[0] if self.categories else None
         return Encoded(vec, "image", timings, generated, categories)

@@ -44,7 +44,8 @@ def get_models() -> ModelSet:
     global _models
     with _lock:
         if _models is None:
-            _models = ModelSet(models_dir(), device=torch_device(), threads=settings.TORCH_THREADS)
+            _models = ModelSet(models_dir(), device=torch_device(), threads=settings.TORCH_THREADS,
+                               categories=settings.RERANK_WEIGHT > 0)
         return _models
 
 

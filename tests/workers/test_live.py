@@ -134,3 +134,21 @@ def test_picture_queries_are_re_ranked_by_their_likeliest_category(searchable, s
     assert first.item.category == other and first.score == pytest.approx(cosine[first.item.pk] + 0.5, abs=1e-4)
     settings.RERANK_WEIGHT = 0.0
     assert [h.item.pk for h in search_vector(forced, 8).hits] == [h.item.pk for h in search_vector(plain, 8).hits]
+
+
+def test_re_ranking_off_skips_the_category_models(searchable, settings):
+    """RERANK_WEIGHT=0: queries carry no categories, and no classifier runs for them."""
+    from tests.conftest import jpeg_bytes
+    from webapp.services import reset_caches
+    from workers.tasks import encode_query
+
+    settings.RERANK_WEIGHT = 0.0
+    reset_caches()
+    photo = jpeg_bytes(draw_item("Watches", COLOURS["Blue"], np.random.default_rng(5)))
+    encoded = encode_query(photo, "photo")
+    assert encoded.categories is None and "classifier" not in encoded.timings_ms
+    from PIL import Image, ImageDraw
+
+    drawing = Image.new("RGB", (300, 400), "white")
+    ImageDraw.Draw(drawing).rectangle((60, 80, 240, 320), outline="black", width=4)
+    assert encode_query(jpeg_bytes(drawing, "PNG"), "sketch").categories is None
