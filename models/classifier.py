@@ -137,11 +137,13 @@ def _device_of(model: nn.Module) -> torch.device:
 
 @torch.no_grad()
 def predict(model: FusedClassifier, images: np.ndarray, titles: list[str] | None = None,
-            batch_size: int = 512) -> dict[str, np.ndarray]:
+            batch_size: int = 512, flip_average: bool = False) -> dict[str, np.ndarray]:
     """uint8 images (N, 80, 60, 3) and optional titles -> head -> probabilities (N, C).
 
     ``titles=None`` or an empty title gives the image-only behaviour; the
-    image-only twin ignores titles.
+    image-only twin ignores titles. ``flip_average``: the mean of the image's and
+    its mirror image's probabilities (one forward pass over both views), as
+    ``models.train_encoder.embed_array`` does for vectors.
     """
     model.eval()
     dev = _device_of(model)
@@ -151,12 +153,17 @@ def predict(model: FusedClassifier, images: np.ndarray, titles: list[str] | None
     out: dict[str, list[torch.Tensor]] = {h: [] for h in model.head_names}
     for sl in _batches(len(images), batch_size):
         x = to_float_images(torch.from_numpy(np.array(images[sl])).to(dev))
+        n = x.shape[0]
         tokens = None
         if model.config.use_text:
-            tokens = model.encode_titles(titles[sl] if titles is not None else None, x.shape[0]).to(dev)
+            tokens = model.encode_titles(titles[sl] if titles is not None else None, n).to(dev)
+        if flip_average:
+            x = torch.cat([x, x.flip(3)])
+            tokens = tokens.repeat(2, 1) if tokens is not None else None
         fused, _ = model(x, tokens)
         for h, logits in fused.items():
-            out[h].append(logits.float().softmax(dim=1).cpu())
+            probs = logits.float().softmax(dim=1).cpu()
+            out[h].append((probs[:n] + probs[n:]) / 2 if flip_average else probs)
     return {h: (torch.cat(v).numpy() if v else np.zeros((0, len(model.config.label_names[h])), np.float32))
             for h, v in out.items()}
 

@@ -182,9 +182,7 @@ class ModelSet:
 
                 classifier = self.get("classifier_image")
                 if list(classifier.config.label_names[MAIN_HEAD]) == list(names):
-                    plain = predict(classifier, images)[MAIN_HEAD]
-                    mirrored = predict(classifier, np.ascontiguousarray(np.asarray(images)[:, :, ::-1]))[MAIN_HEAD]
-                    probs = (probs + (plain + mirrored) / 2) / 2
+                    probs = (probs + predict(classifier, images, flip_average=True)[MAIN_HEAD]) / 2
         return top_categories(probs, names)
 
     def encode_photo(self, image: np.ndarray) -> Encoded:

@@ -154,3 +154,15 @@ def test_vocab_words_mode():
     assert vocab.encode("PUMA T-shirt", 8) == vocab.encode("puma t shirt", 8)
     assert vocab.encode(None, 8) == [] and vocab.encode("zzz", 8) == [1]
     assert Vocab.from_dict(vocab.to_dict()).words == vocab.words
+
+
+def test_flip_average_gives_an_image_and_its_mirror_image_one_prediction(fused, data):
+    model = load_classifier(fused[1])
+    images, titles = data[3][:4], data[4][:4]
+    mirrored = np.ascontiguousarray(images[:, :, ::-1])
+    both = predict(model, images, titles, flip_average=True)
+    again = predict(model, mirrored, titles, flip_average=True)
+    for head, probs in both.items():
+        np.testing.assert_allclose(probs, again[head], atol=1e-5)
+        np.testing.assert_allclose(probs, (predict(model, images, titles)[head]
+                                           + predict(model, mirrored, titles)[head]) / 2, atol=1e-5)
