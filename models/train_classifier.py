@@ -20,7 +20,15 @@ from tqdm import tqdm
 
 from models.checkpoint import save_checkpoint
 from models.classifier import MAIN_HEAD, ClassifierConfig, FusedClassifier, predict
-from models.training import BestEpoch, EpochCheckpointer, Timer, augment_images, pick_device, seed_everything, to_float_images
+from models.training import (
+    BestEpoch,
+    EpochCheckpointer,
+    Timer,
+    augment_images,
+    pick_device,
+    seed_everything,
+    to_float_images,
+)
 from models.vocab import PAD, UNK, Vocab
 
 EXTRA_HEADS = ("sub_category", "gender", "colour")  # CatalogRow attribute names

@@ -18,7 +18,15 @@ from tqdm import tqdm
 
 from models.checkpoint import save_checkpoint
 from models.image_encoder import EncoderConfig, ImageEncoder
-from models.training import BestEpoch, EpochCheckpointer, Timer, augment_images, pick_device, seed_everything, to_float_images
+from models.training import (
+    BestEpoch,
+    EpochCheckpointer,
+    Timer,
+    augment_images,
+    pick_device,
+    seed_everything,
+    to_float_images,
+)
 
 
 @dataclass

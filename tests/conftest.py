@@ -114,6 +114,18 @@ def artifacts(settings, tmp_path):
 
 
 @pytest.fixture
+def eager_celery(settings):
+    """Run Celery tasks inline (in the calling thread) instead of sending them to a worker."""
+    from workers.celery_app import app
+
+    before = app.conf.task_always_eager  # read first: reading loads Celery's config from the settings
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = before
+
+
+@pytest.fixture
 def staff_client(client, django_user_model):
     user = django_user_model.objects.create_user("staff", "staff@example.com", "pw-for-tests-only", is_staff=True)
     client.force_login(user)

@@ -302,6 +302,44 @@ def embed_chunk(job_id: int | str, index: int, item_ids: Sequence[int]) -> int:
     return len(item_ids)
 
 
+def chunks_complete(job_id: int | str) -> bool:
+    """True once every chunk of the job's plan has its vectors on disk (and the job is not cleaned up yet).
+
+    Each chunk task asks this after writing its own file, so the last one to finish sees them all and
+    starts the build. Files, not Celery's chord counter: a worker killed between storing a chunk's
+    result and counting it into the chord (Celery 5.7 then acks the task as succeeded) left the chord
+    one short forever, and the job RUNNING until it went stale.
+    """
+    directory = job_dir(job_id)
+    try:
+        plan = json.loads((directory / "plan.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return False  # already built and cleaned up, or never planned
+    return all((directory / f"chunk-{i}.npy").exists() for i in range(plan["chunks"]))
+
+
+def claim_build(job_id: int | str, token: str) -> bool:
+    """One builder per job: the first finish task to claim it wins, and so does its own redelivery.
+
+    Several chunk tasks may each see the plan complete and ask for a build; the claim file (written
+    whole, then linked into place, so it never exists empty) holds the winner's task id. A task
+    redelivered after its worker died carries the same id and may build again; any other gets False.
+    """
+    path = job_dir(job_id) / "build.claim"
+    tmp = path.with_name(f"build.claim.{uuid.uuid4().hex}.tmp")
+    try:
+        tmp.write_text(token)
+    except FileNotFoundError:
+        return False  # the job directory is gone: built and cleaned up
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return path.read_text() == token
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def finish_reindex(job_id: int | str, *, shards: int | None = None) -> IndexVersion:
     """Assemble the plan and the chunk files, build and switch to the new version, mark the job done."""
     directory = job_dir(job_id)

@@ -13,7 +13,7 @@ import logging
 import time
 
 import numpy as np
-from celery import chord, group, shared_task
+from celery import group, shared_task
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
@@ -151,7 +151,7 @@ TRANSIENT = (OperationalError, InterfaceError, ConnectionError)
 
 @shared_task(name="workers.reindex", acks_late=True)
 def reindex_task(job_id: int, reuse: bool = True, shards: int | None = None) -> dict:
-    """Claim the job, plan it, and fan the chunks out as a group; ``finish_reindex_task`` builds."""
+    """Claim the job, plan it, and fan the chunks out as a group; the last chunk to finish starts the build."""
     from webapp.indexing import claim, fail_job, plan_reindex
 
     if not claim(job_id):
@@ -164,51 +164,67 @@ def reindex_task(job_id: int, reuse: bool = True, shards: int | None = None) -> 
         fail_job(job_id, str(exc))
         return {"failed": str(exc)}
     queue = settings.CELERY_INDEX_QUEUE
-    callback = finish_reindex_task.si(job_id, shards).set(queue=queue)
-    callback.link_error(reindex_failed.s(job_id=job_id).set(queue=queue))
     if chunks:
-        header = group(embed_chunk_task.si(job_id, i, chunk).set(queue=queue) for i, chunk in enumerate(chunks))
-        chord(header)(callback)
+        group(embed_chunk_task.si(job_id, i, chunk, shards).set(queue=queue)
+              for i, chunk in enumerate(chunks)).apply_async()
     else:
-        callback.apply_async()
+        finish_reindex_task.apply_async((job_id, shards), queue=queue)
     return {"chunks": len(chunks)}
 
 
-@shared_task(name="workers.embed_chunk", acks_late=True, autoretry_for=TRANSIENT, retry_backoff=True,
-             max_retries=3)
-def embed_chunk_task(job_id: int, index: int, item_ids: list[int]) -> int:
-    from webapp.indexing import embed_chunk
-
-    return embed_chunk(job_id, index, item_ids)
-
-
-@shared_task(name="workers.finish_reindex", acks_late=True, autoretry_for=TRANSIENT, retry_backoff=True,
-             max_retries=3)
-def finish_reindex_task(job_id: int, shards: int | None = None) -> dict:
-    from webapp.indexing import finish_reindex
+def _job_running(job_id: int) -> bool:
     from webapp.models import Job
 
-    if not Job.objects.filter(pk=job_id, status=Job.Status.RUNNING).exists():
-        return {"skipped": True}  # failed meanwhile, or a redelivered callback of a finished job
+    return Job.objects.filter(pk=job_id, status=Job.Status.RUNNING).exists()
+
+
+@shared_task(name="workers.embed_chunk", bind=True, acks_late=True, max_retries=3)
+def embed_chunk_task(self, job_id: int, index: int, item_ids: list[int], shards: int | None = None) -> int:
+    """Embed one chunk; the chunk that completes the plan (or its redelivery) asks for the build.
+
+    A transient database or broker error is retried with backoff; a chunk that fails for good fails
+    the job with the reason (the active index keeps serving).
+    """
+    from webapp.indexing import chunks_complete, embed_chunk, fail_job
+
+    if not _job_running(job_id):
+        return 0  # failed meanwhile (another chunk, or stale): nothing to add to
+    try:
+        embedded = embed_chunk(job_id, index, item_ids)
+    except TRANSIENT as exc:
+        if self.request.retries < self.max_retries:
+            raise self.retry(exc=exc, countdown=2 ** self.request.retries) from exc
+        fail_job(job_id, f"chunk {index} failed {self.max_retries + 1} times: {type(exc).__name__}: {exc}")
+        raise
+    except Exception as exc:
+        log.exception("reindex %s: chunk %s failed", job_id, index)
+        fail_job(job_id, f"chunk {index} failed: {type(exc).__name__}: {exc}")
+        raise
+    if chunks_complete(job_id):
+        finish_reindex_task.apply_async((job_id, shards), queue=settings.CELERY_INDEX_QUEUE)
+    return embedded
+
+
+@shared_task(name="workers.finish_reindex", bind=True, acks_late=True, max_retries=3)
+def finish_reindex_task(self, job_id: int, shards: int | None = None) -> dict:
+    """Build and switch. Asked for by every chunk that saw the plan complete; one of them builds."""
+    from webapp.indexing import claim_build, fail_job, finish_reindex
+    from webapp.models import Job
+
+    if not _job_running(job_id) or not claim_build(job_id, self.request.id or "local"):
+        return {"skipped": True}  # failed meanwhile, already built, or another task builds it
     try:
         finish_reindex(job_id, shards=shards)
+    except TRANSIENT as exc:  # a retry keeps the task id, and so the claim
+        if self.request.retries < self.max_retries:
+            raise self.retry(exc=exc, countdown=2 ** self.request.retries) from exc
+        fail_job(job_id, f"the build failed {self.max_retries + 1} times: {type(exc).__name__}: {exc}")
+        raise
     except Exception as exc:
-        if isinstance(exc, TRANSIENT):
-            raise
-        from webapp.indexing import fail_job
-
         log.exception("reindex %s failed while building", job_id)
         fail_job(job_id, str(exc))
         raise
     return Job.objects.get(pk=job_id).result
-
-
-@shared_task(name="workers.reindex_failed", acks_late=False)
-def reindex_failed(request, exc, traceback, job_id: int) -> None:
-    """Errback of the build: a chunk failed for good, so the job is marked failed with the reason."""
-    from webapp.indexing import fail_job
-
-    fail_job(job_id, f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else str(exc))
 
 
 def start_reindex(reuse: bool = True, shards: int | None = None):

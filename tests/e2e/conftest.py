@@ -96,13 +96,3 @@ def web(request, browser, live_server, transactional_db):
     assert not browsing.errors, f"JavaScript errors on the page: {browsing.errors}"
 
 
-@pytest.fixture
-def eager_celery(settings):
-    """Run Celery tasks inline (in the live server's thread) instead of sending them to a worker."""
-    from workers.celery_app import app
-
-    before = app.conf.task_always_eager  # read first: reading loads Celery's config from the settings
-    settings.CELERY_TASK_ALWAYS_EAGER = True
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = before

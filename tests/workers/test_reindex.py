@@ -1,4 +1,4 @@
-"""Reindex through Celery: chunks over two real worker processes, a chord builds, the switch is atomic."""
+"""Reindex through Celery: chunks over two real worker processes, the last chunk starts the build, the switch is atomic."""
 
 import os
 import signal
@@ -77,25 +77,34 @@ def test_reindex_end_to_end_on_two_workers(workers, searchable, settings, tmp_pa
 
 
 def test_worker_killed_mid_reindex(workers, searchable, settings):
+    """SIGKILL the pool process three times mid-reindex: every chunk is still embedded once and the build runs.
+
+    (With a Celery chord, a kill between a chunk storing its result and counting it into the chord left
+    the chord one short for good, so the job never finished: CI saw it, and 3 of 5 runs of this test did.)
+    """
     from workers.tasks import start_reindex
 
-    workers.env.update(REINDEX_CHUNK_SIZE="2")  # 80 small tasks: the kill lands mid-reindex
+    workers.env.update(REINDEX_CHUNK_SIZE="1")  # 160 small tasks: the kills land mid-reindex
     workers.start("index-a", [settings.CELERY_INDEX_QUEUE])
     old = IndexVersion.objects.get(is_active=True)
     job, _ = start_reindex(reuse=False)
-    wait_for(lambda: Job.objects.get(pk=job.pk).done >= 10, 60, interval=0.02, what="some chunks done")
-    for pid in workers.children("index-a"):
-        os.kill(pid, signal.SIGKILL)  # the pool process dies mid-task; acks_late puts its chunk back
-    # The active index keeps serving meanwhile.
-    assert IndexVersion.objects.get(is_active=True).pk == old.pk
-    assert photo_search("Handbags")
-    final = wait_for(lambda: (j := Job.objects.get(pk=job.pk)).status in (Job.Status.DONE, Job.Status.FAILED) and j,
-                     90, interval=0.2, what="the job to finish")
+    for level in (10, 60, 110):
+        wait_for(lambda level=level: Job.objects.get(pk=job.pk).done >= level, 60, interval=0.01, what=f"{level} chunks done")
+        for pid in workers.children("index-a"):
+            os.kill(pid, signal.SIGKILL)  # the pool process dies mid-task; acks_late puts its chunk back
+        # The active index keeps serving meanwhile.
+        assert IndexVersion.objects.get(is_active=True).pk == old.pk
+        assert photo_search("Handbags")
+    try:
+        final = wait_for(lambda: (j := Job.objects.get(pk=job.pk)).status in (Job.Status.DONE, Job.Status.FAILED)
+                         and j, 90, interval=0.2, what="the job to finish")
+    except AssertionError:
+        print(workers.log("index-a")[-8000:])
+        raise
     print(f"\n[killed worker] job {final.status}: {final.message or final.result}; worker log mentions lost: "
           f"{'WorkerLostError' in workers.log('index-a')}")
-    assert final.status == Job.Status.DONE or final.message, (final.status, final.message)
-    if final.status == Job.Status.DONE:
-        assert IndexVersion.objects.get(is_active=True).count == 160
-    else:
-        assert IndexVersion.objects.get(is_active=True).pk == old.pk
+    assert final.status == Job.Status.DONE, final.message
+    active = IndexVersion.objects.get(is_active=True)
+    assert active.pk != old.pk and active.count == 160
+    assert final.result["embedded"] == 160 and final.result["chunks"] == 160
     assert photo_search("Handbags")
