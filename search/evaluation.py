@@ -45,3 +45,23 @@ def recall_of_items(store: VectorStore, query_vectors: np.ndarray, targets: Sequ
     """R@k: the share of queries whose own item (annoy id ``targets[i]``) is among the top k."""
     found = sum(targets[i] in [h for h, _ in store.query(vec, k, space=space)] for i, vec in enumerate(query_vectors))
     return {f"r_at_{k}": found / max(len(query_vectors), 1)}
+
+
+def text_query_figures(store: VectorStore, query_vectors: np.ndarray, texts: Sequence[str], titles,
+                       targets: Sequence[int], query_labels: Sequence[str], gallery_labels: Sequence[str], *,
+                       weights: Sequence[float], space: str = "text") -> dict[float, dict[str, float]]:
+    """Text queries ranked as the search ranks them (``search.lexical.hybrid_rank``) for each weight of the
+    title match (``titles``: the index's ``TitleIndex``; weight 0 or None: the joint space alone): R@10 of
+    each query's own item (annoy id ``targets[i]``) and P@5 by label."""
+    from search.lexical import hybrid_rank
+
+    found = {w: 0 for w in weights}
+    precise = {w: 0.0 for w in weights}
+    for i, vec in enumerate(query_vectors):
+        lexical = titles.scores(texts[i]) if titles is not None else None
+        for w in weights:
+            ids = [h for h, _ in hybrid_rank(store, vec, lexical, 10, weight=w, space=space)]
+            found[w] += targets[i] in ids
+            precise[w] += sum(gallery_labels[h] == query_labels[i] for h in ids[:5]) / 5
+    n = max(len(query_vectors), 1)
+    return {w: {"r_at_10": found[w] / n, "p_at_5": precise[w] / n} for w in weights}

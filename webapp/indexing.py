@@ -36,6 +36,7 @@ from django.utils import timezone
 
 from search.images import load_image_array
 from search.index import build_index
+from search.lexical import TitleIndex
 from webapp.models import IndexEntry, IndexVersion, Item, Job, LiveVector
 from webapp.services import active_version, get_models, load_store
 
@@ -192,6 +193,9 @@ def build_version(item_ids: list[int], spaces: dict[str, np.ndarray], *, job_id:
         count=manifest.count, manifest={"backend": manifest.backend, "nlist": manifest.nlist,
                                         "nprobe": manifest.nprobe, "shards": manifest.shards, "spaces": manifest.spaces,
                                         "build_seconds": manifest.build_seconds, "models": manifest.models})
+    set_progress(job_id, "indexing the titles", 0, 1)
+    titles = dict(Item.objects.values_list("pk", "title").iterator(chunk_size=10000))
+    TitleIndex.build([titles.get(pk, "") for pk in item_ids]).save(directory)
     set_progress(job_id, "saving the id mapping", 0, 1)
     IndexEntry.objects.bulk_create(
         (IndexEntry(version=version, annoy_id=i, item_id=pk) for i, pk in enumerate(item_ids)), batch_size=5000)

@@ -16,12 +16,14 @@ from django.conf import settings
 
 from search.engine import Encoded, ModelSet
 from search.index import IndexFileError, VectorStore
+from search.lexical import TitleIndex
 from webapp.models import IndexEntry, IndexVersion, Item, LiveVector
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _models: ModelSet | None = None
 _stores: dict[int, tuple[VectorStore, np.ndarray]] = {}
+_titles: dict[int, TitleIndex | None] = {}
 
 
 class SearchUnavailable(RuntimeError):
@@ -55,6 +57,7 @@ def reset_caches() -> None:
     with _lock:
         _models = None
         _stores.clear()
+        _titles.clear()
 
 
 def active_version() -> IndexVersion | None:
@@ -78,8 +81,25 @@ def load_store(version: IndexVersion) -> tuple[VectorStore, np.ndarray]:
     with _lock:
         for pk in [pk for pk in _stores if pk != version.pk]:
             del _stores[pk]  # older versions: let their mmaps go
+            _titles.pop(pk, None)
         _stores[version.pk] = (store, item_of)
     return store, item_of
+
+
+def title_index(version: IndexVersion) -> TitleIndex | None:
+    """The TF-IDF index of the titles of ``version``'s items (``search.lexical``); None for versions built
+    before it existed (their text queries rank by the joint space alone)."""
+    with _lock:
+        if version.pk in _titles:
+            return _titles[version.pk]
+    try:
+        titles = TitleIndex.load(version.path)
+    except (OSError, ValueError) as exc:
+        log.warning("index %s: its title index cannot be read (%s); words use the joint space alone", version.name, exc)
+        titles = None
+    with _lock:
+        _titles[version.pk] = titles
+    return titles
 
 
 def active_store() -> tuple[IndexVersion, VectorStore, np.ndarray]:
@@ -153,6 +173,26 @@ def live_hits(vector: np.ndarray, k: int, filters: Filters, exclude_item: int | 
     return [(int(pks[keep][i]), float(sims[i])) for i in order]
 
 
+def _candidates_setup(encoded: Encoded, k: int, filters: Filters, exclude_item: int | None, item_of: np.ndarray,
+                      timings: dict[str, float]):
+    """What every ranking of the active index needs first: the live buffer's hits (exact), the items whose
+    indexed vectors it supersedes, how many extra index hits to ask for, and the filters' mask (or None)."""
+    from search.engine import timed
+
+    with timed(timings, "live"):
+        live = live_vectors(encoded.space)
+        superseded = set(live[0].tolist())  # their indexed vectors are stale (or they are new)
+        fresh = live_hits(encoded.vector, k, filters, exclude_item, live) if len(live[0]) else []
+    with timed(timings, "database"):
+        allowed = filter_mask(filters, item_of) if filters.any() else None
+    return fresh, superseded, 8 + len(superseded), allowed
+
+
+def filter_mask(filters: Filters, item_of: np.ndarray) -> np.ndarray:
+    """Which index ids are visible items passing ``filters``."""
+    return np.isin(item_of, np.fromiter(filters.queryset().values_list("pk", flat=True), dtype=np.int64))
+
+
 def search_vector(encoded: Encoded, k: int, filters: Filters | None = None, exclude_item: int | None = None) -> SearchResult:
     """The index's hits on the active version merged with an exact search over the live buffer.
 
@@ -167,15 +207,7 @@ def search_vector(encoded: Encoded, k: int, filters: Filters | None = None, excl
     final_k, k = k, rerank.depth(k, categories, settings.RERANK_WEIGHT)
     timings = dict(encoded.timings_ms)
     version, store, item_of = active_store()
-    with timed(timings, "live"):
-        live = live_vectors(encoded.space)
-        superseded = set(live[0].tolist())  # their indexed vectors are stale (or they are new)
-        fresh = live_hits(encoded.vector, k, filters, exclude_item, live) if len(live[0]) else []
-    extra = 8 + len(superseded)
-    with timed(timings, "database"):
-        allowed = None
-        if filters.any():
-            allowed = np.isin(item_of, np.fromiter(filters.queryset().values_list("pk", flat=True), dtype=np.int64))
+    fresh, superseded, extra, allowed = _candidates_setup(encoded, k, filters, exclude_item, item_of, timings)
     with timed(timings, "ann"):
         raw = store.query(encoded.vector, k + extra, space=encoded.space, allowed=allowed)
     with timed(timings, "database"):
@@ -189,7 +221,7 @@ def search_vector(encoded: Encoded, k: int, filters: Filters | None = None, excl
             hits.append(Hit(item, score))
         if len(hits) < k and len(raw) >= k + extra:
             # Many hidden items among the nearest: search again with an explicit mask.
-            visible = np.isin(item_of, np.fromiter(filters.queryset().values_list("pk", flat=True), dtype=np.int64))
+            visible = filter_mask(filters, item_of)
             if exclude_item is not None:
                 visible &= item_of != exclude_item
             if superseded:
@@ -204,6 +236,44 @@ def search_vector(encoded: Encoded, k: int, filters: Filters | None = None, excl
             hits = [Hit(h.item, float(s)) for h, s in zip(hits, scores, strict=True)]
         hits.sort(key=lambda h: -h.score)
     return SearchResult(hits=hits[:final_k], timings_ms=timings, index_version=version.name)
+
+
+def search_text(words: Encoded, text: str, k: int, filters: Filters | None = None) -> SearchResult:
+    """Words: the joint text space and the items' titles ranked together (``search.lexical.hybrid_rank``,
+    weight ``LEXICAL_WEIGHT``); items of the live buffer by their live vector and current title."""
+    from search.engine import timed
+    from search.lexical import hybrid_rank
+
+    filters = filters or Filters()
+    weight = settings.LEXICAL_WEIGHT
+    version, store, item_of = active_store()
+    titles = title_index(version) if weight else None
+    if titles is None or len(titles) != len(item_of):
+        return search_vector(words, k, filters)
+    timings = dict(words.timings_ms)
+    fresh, superseded, extra, allowed = _candidates_setup(words, k, filters, None, item_of, timings)
+    with timed(timings, "lexical"):
+        lexical = titles.scores(text)
+    with timed(timings, "ann"):
+        raw = hybrid_rank(store, words.vector, lexical, k + extra, weight=weight, space=words.space, allowed=allowed)
+    with timed(timings, "database"):
+        items = Item.objects.in_bulk([int(item_of[i]) for i, _ in raw] + [pk for pk, _ in fresh])
+        hits = [Hit(items[pk], score) for i, score in raw
+                if (pk := int(item_of[i])) in items and not items[pk].hidden and pk not in superseded]
+        if len(hits) < k and len(raw) >= k + extra:
+            # Many hidden items among the best: rank again over the visible ones only.
+            visible = filter_mask(filters, item_of)
+            if superseded:
+                visible &= ~np.isin(item_of, np.fromiter(superseded, dtype=np.int64))
+            raw = hybrid_rank(store, words.vector, lexical, k, weight=weight, space=words.space, allowed=visible)
+            items.update(Item.objects.in_bulk([int(item_of[i]) for i, _ in raw]))
+            hits = [Hit(items[int(item_of[i])], s) for i, s in raw if int(item_of[i]) in items]
+        fresh = [(pk, score) for pk, score in fresh if pk in items]
+        if fresh:
+            bonus = titles.scores_for(text, [items[pk].title for pk, _ in fresh])
+            hits.extend(Hit(items[pk], score + weight * float(b)) for (pk, score), b in zip(fresh, bonus, strict=True))
+        hits.sort(key=lambda h: -h.score)
+    return SearchResult(hits=hits[:k], timings_ms=timings, index_version=version.name)
 
 
 def similar_items(item: Item, k: int, filters: Filters | None = None) -> SearchResult:
@@ -238,7 +308,7 @@ def search_combined(picture: Encoded, words: Encoded, k: int, filters: Filters |
     timings = {**picture.timings_ms, **words.timings_ms}
     version, store, item_of = active_store()
     with timed(timings, "database"):
-        allowed = np.isin(item_of, np.fromiter(filters.queryset().values_list("pk", flat=True), dtype=np.int64))
+        allowed = filter_mask(filters, item_of)
     with timed(timings, "ann"):
         ranked = fuse_scores(store, [(picture.vector, picture.space, picture_weight),
                                      (words.vector, words.space, 1.0 - picture_weight)], k, allowed=allowed)

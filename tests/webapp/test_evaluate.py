@@ -60,3 +60,18 @@ def test_evaluate_runs_an_external_query_file(searchable, tmp_path):
     assert queries["sketch"]["articleType"]["n"] == 1 and 0 <= queries["sketch"]["articleType"]["p_at_5"] <= 1
     # no text model here, a file that is not there, a row with nothing to expect: counted, not fatal
     assert queries["n_errors"] == 3 and any("line 6" in e and "expected" in e for e in queries["errors"])
+
+
+def test_evaluate_reports_text_queries_with_and_without_the_title_match(searchable_with_text, settings, tmp_path):
+    settings.LEXICAL_WEIGHT = 0.5
+    out = tmp_path / "evaluate.json"
+    call_command("evaluate", json=str(out))
+    text = json.loads(out.read_text())["text"]
+    assert text["lexical_weight"] == 0.5 and text["space"] == "text"
+    alone = text["joint_space_alone"]
+    assert 0 <= alone["r_at_10"] <= 1 and 0 <= alone["p_at_5"] <= 1
+    # The synthetic titles differ only by a number no photo shows: the title match finds every item's own.
+    assert text["r_at_10"] == 1.0 > alone["r_at_10"]
+    sweep = text["lexical_sweep_validation"]
+    assert sweep["n"] > 0 and set(sweep) == {"n", "0.0", "0.25", "0.5", "1.0", "2.0"}
+    assert sweep["0.0"]["r_at_10"] <= sweep["0.5"]["r_at_10"]

@@ -16,11 +16,11 @@ from django.core.management.base import BaseCommand, CommandError
 
 from search.catalog import split_of
 from search.engine import SKETCH_ROADS
-from search.evaluation import ann_recall, precision_at_ks, recall_of_items
+from search.evaluation import ann_recall, precision_at_ks, recall_of_items, text_query_figures
 from search.fusion import fuse_scores
 from webapp.evaluation_queries import evaluate_query_file
 from webapp.models import Item
-from webapp.services import SearchUnavailable, active_store, get_models
+from webapp.services import SearchUnavailable, active_store, get_models, title_index
 
 
 def save_confusion(truth: np.ndarray, predicted: np.ndarray, path: Path, title: str, top: int = 25) -> None:
@@ -95,7 +95,8 @@ class Command(BaseCommand):
                          "parameters": store.describe(), "n_trees": version.n_trees, "search_k": store.search_k}
         sketch_vectors = self.sketch_figures(report, store, labels, test_ids, test_labels, photos)
         if models.available("text"):
-            self.text_figures(report, store, labels, test_ids, test_labels, [r[3] for r in test_rows], sketch_vectors)
+            self.text_figures(report, version, store, labels, test_ids, test_labels, [r[3] for r in test_rows],
+                              sketch_vectors)
         if models.available("classifier") or models.available("classifier_image"):
             self.classifier_figures(report, photos, test_rows)
         self.caption_figures(report, store, item_of, rows, test_ids, photos, [r[3] for r in test_rows])
@@ -148,7 +149,7 @@ class Command(BaseCommand):
         report["sketch"] = out
         return default_vectors
 
-    def text_figures(self, report, store, labels, test_ids, test_labels, titles, sketch_vectors) -> None:
+    def text_figures(self, report, version, store, labels, test_ids, test_labels, titles, sketch_vectors) -> None:
         """Held-out titles as queries: R@10 of their own item among all items, P@5 by articleType; and a
         combined sketch + title query (score fusion, as the API does) against either alone."""
         models = get_models()
@@ -159,9 +160,15 @@ class Command(BaseCommand):
         self.say(f"Text queries: {len(titles)} held-out titles against {store.count} items ({space} space)...")
         tvecs = np.concatenate([models.get("text").encode_text(titles[i : i + 512]) for i in range(0, len(titles), 512)])
         report["models"]["text"] = models.version("text")
-        report["text"] = {**recall_of_items(store, tvecs, test_ids, k=10, space=space),
-                          **precision_at_ks(store, tvecs, test_labels, labels, ks=(5,), space=space),
-                          "space": space, "n": len(titles)}
+        titles_index = title_index(version)
+        weight = settings.LEXICAL_WEIGHT if titles_index is not None else 0.0
+        figures = text_query_figures(store, tvecs, titles, titles_index, test_ids, test_labels, labels,
+                                     weights=sorted({0.0, weight}), space=space)
+        report["text"] = {**figures[weight], "space": space, "n": len(titles), "lexical_weight": weight,
+                          "joint_space_alone": figures[0.0]}
+        if titles_index is not None:
+            self.say("Text queries: choosing the title-match weight on the validation split...")
+            report["text"]["lexical_sweep_validation"] = self.lexical_sweep(store, labels, titles_index, space)
         if sketch_vectors is None:
             return
         self.say("Combined queries: synthetic sketch + title...")
@@ -172,7 +179,21 @@ class Command(BaseCommand):
         sketch_alone = recall_of_items(store, sketch_vectors, test_ids, k=10, space="image")
         report["combined"] = {"sketch_plus_title_r_at_10": hits / len(test_ids),
                               "sketch_alone_r_at_10": sketch_alone["r_at_10"],
-                              "title_alone_r_at_10": report["text"]["r_at_10"], "weights": [0.5, 0.5]}
+                              "title_alone_r_at_10": report["text"]["joint_space_alone"]["r_at_10"], "weights": [0.5, 0.5]}
+
+    @staticmethod
+    def lexical_sweep(store, labels, titles_index, space, weights=(0.0, 0.25, 0.5, 1.0, 2.0), n=1500) -> dict:
+        """R@10 and P@5 of validation titles for several title-match weights (how LEXICAL_WEIGHT was chosen)."""
+        _version, _store, item_of = active_store()
+        rows = dict(Item.objects.values_list("pk", "sku"))
+        val_ids = [i for i, pk in enumerate(item_of) if int(pk) in rows and split_of(rows[int(pk)]) == "val"]
+        val_ids = val_ids[:: max(1, len(val_ids) // n)][:n]
+        titles = dict(Item.objects.filter(pk__in=[int(item_of[i]) for i in val_ids]).values_list("pk", "title"))
+        texts = [titles[int(item_of[i])] for i in val_ids]
+        vecs = np.concatenate([get_models().get("text").encode_text(texts[i : i + 512]) for i in range(0, len(texts), 512)])
+        figures = text_query_figures(store, vecs, texts, titles_index, val_ids, [labels[i] for i in val_ids], labels,
+                                     weights=weights, space=space)
+        return {"n": len(val_ids), **{str(w): f for w, f in figures.items()}}
 
     def classifier_figures(self, report, photos, test_rows) -> None:
         from models.classifier import predict

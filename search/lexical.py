@@ -1,0 +1,156 @@
+"""Words against titles: a TF-IDF index of the catalog's titles, and hybrid ranking with the joint text space.
+
+The text encoder maps words and photos into one space, which finds the right *kind* of item (text P@5 by
+articleType is high) but cannot read a brand or a model name off a 60x80 photo. A shopper who types
+"Puma Men Black Sneakers" or "Titan watch" means those words, so text queries are ranked by both:
+``score = cosine in the joint space + LEXICAL_WEIGHT x TF-IDF cosine with the item's title``, over the
+union of each side's best candidates (``hybrid_rank``). Items without a title (or words the catalog never
+used) are found by the joint space alone, exactly as before.
+
+``TitleIndex`` rows are aligned with the vector index's ids; it is built with each index version and saved
+beside its files (``titles/``: the vocabulary, idf weights and the sparse row matrix).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from search.index import VectorStore
+
+DIRECTORY = "titles"
+DEFAULT_POOL = 100
+
+
+WORD = re.compile(r"\w+")
+
+
+def _fold(word: str) -> str:
+    """A light plural fold, the same on both sides: shoes/shoe, watches/watch, tshirts/tshirt (not dress, jeans' s kept
+    only where it is the word's own)."""
+    if len(word) > 4 and word.endswith(("ches", "shes", "xes", "sses")):
+        return word[:-2]
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
+def analyse(text: str) -> list[str]:
+    """Terms of a title or a query: words (case and accents folded, plurals folded) and adjacent word pairs."""
+    text = unicodedata.normalize("NFKD", (text or "").lower())
+    text = "".join(c for c in text if not unicodedata.combining(c))
+    words = [_fold(w) for w in WORD.findall(text)]
+    return words + [f"{a} {b}" for a, b in zip(words, words[1:])]
+
+
+def _vectorizer(vocabulary: dict[str, int] | None = None) -> TfidfVectorizer:
+    # sublinear tf so a repeated word does not dominate; rows l2-normalised (cosine)
+    return TfidfVectorizer(analyzer=analyse, sublinear_tf=True, dtype=np.float32, vocabulary=vocabulary)
+
+
+class TitleIndex:
+    """TF-IDF rows of the indexed items' titles (row i = vector index id i).
+
+    A query's words that no indexed title uses still count in its own weight (with the idf of the rarest
+    term), so a new item whose title has them (``scores_for``) can match them, and a query that is only
+    partly known scores its partial matches lower."""
+
+    def __init__(self, vectorizer: TfidfVectorizer, matrix: sp.csr_matrix):
+        self.vectorizer = vectorizer
+        self.matrix = matrix.tocsr()
+        self.vocabulary: dict[str, int] = vectorizer.vocabulary_
+        self.idf = np.asarray(vectorizer.idf_, dtype=np.float32)
+        self.unknown_idf = float(self.idf.max()) if len(self.idf) else 1.0
+
+    @classmethod
+    def build(cls, titles: Sequence[str]) -> TitleIndex:
+        titles = [t or "" for t in titles]
+        vectorizer = _vectorizer()
+        try:
+            matrix = vectorizer.fit_transform(titles)
+        except ValueError:  # no title has a single word: an empty vocabulary
+            vectorizer = _vectorizer({"": 0})
+            vectorizer.fit([""])
+            matrix = sp.csr_matrix((len(titles), 1), dtype=np.float32)
+        return cls(vectorizer, matrix)
+
+    def __len__(self) -> int:
+        return self.matrix.shape[0]
+
+    def save(self, directory: Path) -> None:
+        out = Path(directory) / DIRECTORY
+        out.mkdir(parents=True, exist_ok=True)
+        vocabulary = {term: int(i) for term, i in self.vocabulary.items()}
+        (out / "vocabulary.json").write_text(json.dumps(vocabulary, ensure_ascii=False))
+        np.save(out / "idf.npy", self.idf)
+        sp.save_npz(out / "rows.npz", self.matrix)
+
+    @classmethod
+    def load(cls, directory: Path) -> TitleIndex | None:
+        """The title index saved with an index version, or None when that version has none (built before it)."""
+        src = Path(directory) / DIRECTORY
+        if not (src / "rows.npz").is_file():
+            return None
+        vectorizer = _vectorizer(json.loads((src / "vocabulary.json").read_text()))
+        vectorizer.idf_ = np.load(src / "idf.npy")
+        return cls(vectorizer, sp.load_npz(src / "rows.npz"))
+
+    def weights(self, text: str) -> dict[str, float]:
+        """The l2-normalised TF-IDF weights of ``text``'s terms, unknown terms included."""
+        counts = Counter(analyse(text))
+        raw = {t: (1.0 + math.log(c)) * (float(self.idf[i]) if (i := self.vocabulary.get(t)) is not None
+                                          else self.unknown_idf) for t, c in counts.items()}
+        norm = math.sqrt(sum(v * v for v in raw.values())) or 1.0
+        return {t: v / norm for t, v in raw.items()}
+
+    def scores(self, text: str) -> np.ndarray:
+        """TF-IDF cosine of ``text`` with every row's title (0 for rows sharing no term)."""
+        known = [(self.vocabulary[t], v) for t, v in self.weights(text).items() if t in self.vocabulary]
+        if not known:
+            return np.zeros(len(self), np.float32)
+        cols, vals = zip(*known, strict=True)
+        query = sp.csr_matrix((vals, (cols, [0] * len(cols))), shape=(self.matrix.shape[1], 1), dtype=np.float32)
+        return np.asarray((self.matrix @ query).todense(), dtype=np.float32).ravel()
+
+    def scores_for(self, text: str, titles: Sequence[str]) -> np.ndarray:
+        """The same cosine against titles that are not rows (items added since the index was built)."""
+        query = self.weights(text)
+        out = np.zeros(len(titles), np.float32)
+        for j, title in enumerate(titles):
+            row = self.weights(title)
+            out[j] = sum(v * row[t] for t, v in query.items() if t in row)
+        return out
+
+
+def hybrid_rank(store: VectorStore, vector: np.ndarray, lexical: np.ndarray | None, k: int, *, weight: float,
+                space: str = "text", allowed: np.ndarray | None = None,
+                pool: int = DEFAULT_POOL) -> list[tuple[int, float]]:
+    """Top-k (index id, score) of a text query by ``cosine + weight x lexical`` (``lexical``: the query's
+    ``TitleIndex.scores``; None or weight 0 ranks by the joint space alone, as the index does).
+
+    Candidates: the index's best ``pool`` by the vector and the ``pool`` best titles; every candidate is then
+    scored exactly on both sides."""
+    vector = np.asarray(vector, dtype=np.float32)
+    dense = store.query(vector, max(pool, k), space=space, allowed=allowed)
+    if lexical is None or not weight:
+        return dense[:k]
+    lex = np.asarray(lexical, dtype=np.float32)
+    if allowed is not None:
+        lex = np.where(allowed, lex, 0.0)
+    n_lex = min(max(pool, k), int((lex > 0).sum()))
+    lexical_ids = np.argpartition(-lex, n_lex - 1)[:n_lex] if n_lex else np.zeros(0, np.int64)
+    ids = np.union1d(np.fromiter((i for i, _ in dense), dtype=np.int64, count=len(dense)), lexical_ids)
+    if not len(ids):
+        return []
+    fused = np.asarray(store.vectors(space)[ids]) @ vector + weight * lex[ids]
+    order = np.argsort(-fused, kind="stable")[:k]
+    return [(int(ids[j]), float(fused[j])) for j in order]

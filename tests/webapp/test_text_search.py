@@ -1,0 +1,71 @@
+"""Words through the API: the joint text space and the titles together, on a really trained (tiny) text model."""
+
+import numpy as np
+import pytest
+
+from tests.conftest import COLOURS, draw_item
+from webapp.models import IndexVersion, Item
+
+pytestmark = pytest.mark.django_db
+
+
+def search(client, text, k=5, **filters):
+    res = client.post("/api/search", {"text": text, "k": k, **filters})
+    assert res.status_code == 200, res.content
+    return res.json()
+
+
+def test_the_index_version_carries_a_title_index(searchable_with_text):
+    from webapp.services import title_index
+
+    version = IndexVersion.objects.get(is_active=True)
+    titles = title_index(version)
+    assert titles is not None and len(titles) == version.count == 160
+
+
+def test_an_items_own_title_finds_it_first(client, searchable_with_text, settings):
+    settings.LEXICAL_WEIGHT = 0.5
+    ranks = []
+    for item in Item.objects.order_by("pk")[::16]:  # ten items of all four kinds
+        body = search(client, item.title, k=10)
+        ids = [r["id"] for r in body["results"]]
+        ranks.append(ids.index(item.pk) if item.pk in ids else None)
+        assert "lexical" in body["timings_ms"]
+    # Titles differ only by a number a 60x80 photo cannot show: the title match ranks the item first.
+    assert ranks == [0] * len(ranks), ranks
+
+
+def test_words_alone_still_find_the_right_kind_and_filters_and_hidden_items_hold(client, searchable_with_text,
+                                                                                 settings):
+    settings.LEXICAL_WEIGHT = 0.5
+    body = search(client, "red handbags", k=5, gender="Women")
+    assert [r["category"] for r in body["results"]] == ["Handbags"] * 5
+    assert all(Item.objects.get(pk=r["id"]).gender == "Women" for r in body["results"])
+    first = Item.objects.get(pk=body["results"][0]["id"])
+    first.hidden = True
+    first.save()
+    again = search(client, first.title, k=10)
+    assert first.pk not in [r["id"] for r in again["results"]]
+
+
+def test_weight_zero_is_the_joint_space_alone(client, searchable_with_text, settings):
+    from webapp.services import get_models, search_vector
+
+    settings.LEXICAL_WEIGHT = 0.0
+    body = search(client, "Acme Men Blue Watches 13", k=8)
+    dense = search_vector(get_models().encode_text("Acme Men Blue Watches 13"), 8)
+    assert [r["id"] for r in body["results"]] == [h.item.pk for h in dense.hits]
+    assert "lexical" not in body["timings_ms"]
+
+
+def test_a_live_item_is_found_by_its_new_title(client, searchable_with_text, settings, tmp_path):
+    from webapp.indexing import add_live_item
+
+    settings.LEXICAL_WEIGHT = 0.5
+    path = tmp_path / "zephyr.jpg"
+    draw_item("Handbags", COLOURS["Red"], np.random.default_rng(5)).save(path, quality=95)
+    item = Item.objects.create(sku="zephyr-1", title="Zephyr Women Red Handbags", category="Handbags",
+                               colour="Red", gender="Women", image_path=str(path), source=Item.Source.UPLOAD)
+    add_live_item(item)
+    body = search(client, "zephyr handbag", k=5)
+    assert body["results"][0]["id"] == item.pk  # "zephyr" is in no indexed title: only the live title has it
