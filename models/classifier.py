@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.image_encoder import backbone
-from models.training import to_float_images
+from models.training import for_inference, inference_batch, to_float_images
 from models.vocab import PAD, Vocab
 
 MAIN_HEAD = "category"  # articleType
@@ -137,7 +137,7 @@ def _device_of(model: nn.Module) -> torch.device:
 
 @torch.no_grad()
 def predict(model: FusedClassifier, images: np.ndarray, titles: list[str] | None = None,
-            batch_size: int = 512, flip_average: bool = False) -> dict[str, np.ndarray]:
+            batch_size: int | None = None, flip_average: bool = False) -> dict[str, np.ndarray]:
     """uint8 images (N, 80, 60, 3) and optional titles -> head -> probabilities (N, C).
 
     ``titles=None`` or an empty title gives the image-only behaviour; the
@@ -151,7 +151,7 @@ def predict(model: FusedClassifier, images: np.ndarray, titles: list[str] | None
     if titles is not None and len(titles) != len(images):
         raise ValueError(f"{len(images)} images but {len(titles)} titles")
     out: dict[str, list[torch.Tensor]] = {h: [] for h in model.head_names}
-    for sl in _batches(len(images), batch_size):
+    for sl in _batches(len(images), batch_size or inference_batch(dev, flip_average)):
         x = to_float_images(torch.from_numpy(np.array(images[sl])).to(dev))
         n = x.shape[0]
         tokens = None
@@ -227,4 +227,4 @@ def load_classifier(payload: dict, device: str | torch.device = "cpu") -> FusedC
         raise ValueError(f"expected a classifier checkpoint, got {payload.get('kind')!r}")
     model = FusedClassifier(ClassifierConfig.from_dict(payload["config"]))
     model.load_state_dict(payload["model"])
-    return model.to(device).eval()
+    return for_inference(model, device)

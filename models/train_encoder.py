@@ -23,6 +23,8 @@ from models.training import (
     EpochCheckpointer,
     Timer,
     augment_images,
+    for_inference,
+    inference_batch,
     pick_device,
     seed_everything,
     to_float_images,
@@ -79,13 +81,14 @@ def sketch_batch(sketches_uint8: torch.Tensor, generator: torch.Generator) -> to
 
 @torch.no_grad()
 def embed_array(model: ImageEncoder, images: np.ndarray | torch.Tensor, device: torch.device,
-                batch_size: int = 512, grayscale: bool = False, flip_average: bool = False) -> np.ndarray:
+                batch_size: int | None = None, grayscale: bool = False, flip_average: bool = False) -> np.ndarray:
     """Embed uint8 photos (N, H, W, 3) or sketches (N, H, W) with ``grayscale=True``.
 
     ``flip_average``: the vector is the normalised mean of the image's and its mirror image's vectors
     (test-time augmentation; the catalog shoots items facing either way).
     """
     model.eval()
+    batch_size = batch_size or inference_batch(device, flip_average)
     out = []
     for start in range(0, len(images), batch_size):
         chunk = torch.as_tensor(np.array(images[start : start + batch_size]))
@@ -256,4 +259,4 @@ def catalog_metrics(model: ImageEncoder, val_images: np.ndarray, val_labels: np.
 def load_encoder(payload: dict, device: str | torch.device = "cpu") -> ImageEncoder:
     model = ImageEncoder(EncoderConfig.from_dict(payload["config"]))
     model.load_state_dict(payload["model"])
-    return model.to(device).eval()
+    return for_inference(model, device)

@@ -40,7 +40,16 @@ from models.text import (
     normalise_text,
 )
 from models.train_encoder import load_encoder
-from models.training import EpochCheckpointer, Timer, augment_images, pick_device, seed_everything, to_float_images
+from models.training import (
+    EpochCheckpointer,
+    Timer,
+    augment_images,
+    for_inference,
+    inference_batch,
+    pick_device,
+    seed_everything,
+    to_float_images,
+)
 
 
 @dataclass
@@ -172,9 +181,10 @@ def _embed_text(model: TextImageModel, tokenizer: Tokenizer, titles: list[str], 
 
 @torch.no_grad()
 def _embed_photos(model: TextImageModel, images: np.ndarray | torch.Tensor, device: torch.device,
-                  batch_size: int = 512) -> torch.Tensor:
+                  batch_size: int | None = None) -> torch.Tensor:
     """Photos uint8 (N, H, W, 3) -> joint-space vectors through the model's own tower (eval mode)."""
     model.eval()
+    batch_size = batch_size or inference_batch(device)
     out = []
     for start in range(0, len(images), batch_size):
         chunk = images[start : start + batch_size]
@@ -352,7 +362,7 @@ class TextSearchModel:
         head = HeadConfig.from_dict(config["head"]) if config["head"] else None
         self.model = TextImageModel(TextConfig.from_dict(config["text"]), head, tower=config.get("tower"))
         self.model.load_state_dict(payload["model"])
-        self.model.to(device).eval()
+        for_inference(self.model, device)
         self.encoder = encoder
         self.dim: int = self.model.text.config.embed_dim
 
@@ -376,13 +386,13 @@ class TextSearchModel:
         return vecs.cpu().numpy().astype(np.float32)
 
     @torch.inference_mode()
-    def encode_images(self, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    def encode_images(self, images: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         """Photos uint8 (N, 80, 60, 3) -> float32 (N, dim): the vectors the text-query index is built from."""
         if self.model.tower is not None:  # its own fine-tuned CNN
             return _embed_photos(self.model, images, self.device, batch_size).cpu().numpy().astype(np.float32)
         if self.encoder is None:
             raise CheckpointError("encode_images needs the image encoder checkpoint this text model was trained with")
-        inputs = image_inputs(self.encoder, images, self.space, self.device, batch_size)
+        inputs = image_inputs(self.encoder, images, self.space, self.device, batch_size or inference_batch(self.device))
         return _embed_inputs(self.model, inputs).float().cpu().numpy().astype(np.float32)
 
 

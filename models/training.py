@@ -33,6 +33,23 @@ def to_float_images(batch_uint8: torch.Tensor) -> torch.Tensor:
     return batch_uint8.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
 
 
+def for_inference(model: torch.nn.Module, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """A loaded network ready to answer: on ``device``, eval mode, convolution weights channels-last.
+
+    Images reach the networks channels-last already (``to_float_images`` permutes NHWC bytes); with the
+    weights in the same layout oneDNN takes its fast path: on 2 CPU cores the full-profile CNN embeds a
+    photo and its mirror image in 17.6 ms on one thread instead of 26.8 (bench: ``embed`` section)."""
+    return model.to(device).to(memory_format=torch.channels_last).eval()
+
+
+def inference_batch(device: str | torch.device, flip_average: bool = False) -> int:
+    """Images per chunk when embedding many: small on the CPU, where a forward batch of 32 photos stays in
+    cache (the full-profile CNN: 284 images/s at 32 against 155 at 512 on 2 cores, channels-last), larger on
+    a GPU. With ``flip_average`` each chunk runs twice as many images (both views)."""
+    batch = 32 if torch.device(device).type == "cpu" else 512
+    return batch // 2 if flip_average else batch
+
+
 def augment_images(x: torch.Tensor, generator: torch.Generator | None = None, *, max_shift: float = 0.08,
                    scale_range: tuple[float, float] = (0.9, 1.1), flip: bool = True,
                    jitter: float = 0.1) -> torch.Tensor:

@@ -148,7 +148,7 @@ class ModelSet:
 
         return generate_captions(self.get("captioner"), image[None])[0]
 
-    def embed_images(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    def embed_images(self, images: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         """uint8 (N, 80, 60, 3) -> (N, D) float32 in Image2Vec space.
 
         Every photo, sketch and generated image is embedded with its mirror image and the two vectors

@@ -143,3 +143,24 @@ def test_flip_average_gives_a_photo_and_its_mirror_image_one_vector():
     np.testing.assert_allclose(averaged, embed_array(model, mirrored, cpu, flip_average=True), atol=1e-5)
     assert not np.allclose(plain, embed_array(model, mirrored, cpu), atol=1e-3)  # without it they differ
     np.testing.assert_allclose(np.linalg.norm(averaged, axis=1), 1.0, atol=1e-5)
+
+
+def test_a_loaded_encoder_answers_channels_last_with_the_same_vectors_at_any_batch_size():
+    from models.train_encoder import embed_array
+
+    torch.manual_seed(3)
+    config = EncoderConfig(widths=(8, 16, 16, 32), blocks=2, stem_stride=1, embed_dim=16, n_classes=3)
+    trained = ImageEncoder(config).eval()
+    for m in trained.modules():  # running statistics as after training, not the identity
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.normal_(0, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+    loaded = load_encoder({"config": config.to_dict(), "model": trained.state_dict()})
+    conv = next(m for m in loaded.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not loaded.training
+    images = np.random.default_rng(0).integers(0, 256, (37, 80, 60, 3), dtype=np.uint8)
+    cpu = torch.device("cpu")
+    reference = embed_array(trained, images, cpu, batch_size=37, flip_average=True)
+    for batch in (None, 1, 5, 64):  # None: the CPU's default chunk (inference_batch)
+        np.testing.assert_allclose(embed_array(loaded, images, cpu, batch_size=batch, flip_average=True), reference,
+                                   atol=1e-5)
