@@ -17,17 +17,31 @@ from search.index import VectorStore
 
 
 def fuse_scores(store: VectorStore, parts: Sequence[tuple[np.ndarray, str, float]], k: int, *,
-                allowed: np.ndarray | None = None, pool: int = 200) -> list[tuple[int, float]]:
-    """Top-k (annoy id, fused score) for ``parts`` = [(vector, space, weight), ...]."""
+                allowed: np.ndarray | None = None, pool: int = 200,
+                bonus: tuple[int, np.ndarray] | None = None) -> list[tuple[int, float]]:
+    """Top-k (annoy id, fused score) for ``parts`` = [(vector, space, weight), ...].
+
+    ``bonus`` = (part index, scores over every annoy id): added to that part's cosines before they are
+    standardised, its best ids joining the candidates — how the words of a combined query bring their
+    title match (``search.lexical``: already multiplied by ``LEXICAL_WEIGHT``)."""
     candidates: set[int] = set()
     for vector, space, _weight in parts:
         candidates.update(i for i, _ in store.query(vector, max(pool, 4 * k), space=space, allowed=allowed))
+    if bonus is not None:
+        extra = np.asarray(bonus[1], dtype=np.float32)
+        if allowed is not None:
+            extra = np.where(allowed, extra, 0.0)
+        n = min(max(pool, 4 * k), int((extra > 0).sum()))
+        if n:
+            candidates.update(int(i) for i in np.argpartition(-extra, n - 1)[:n])
     if not candidates:
         return []
     ids = np.fromiter(candidates, dtype=np.int64)
     fused = np.zeros(len(ids), dtype=np.float64)
-    for vector, space, weight in parts:
+    for p, (vector, space, weight) in enumerate(parts):
         sims = np.asarray(store.vectors(space)[ids]) @ np.asarray(vector, dtype=np.float32)
+        if bonus is not None and bonus[0] == p:
+            sims = sims + extra[ids]
         fused += weight * (sims - sims.mean()) / (sims.std() + 1e-6)
     order = np.argsort(-fused)[:k]
     return [(int(ids[j]), float(fused[j])) for j in order]

@@ -122,7 +122,7 @@ def run(query: Query) -> Outcome:
         picture = encode_picture(query.photo, "photo", road)
     words = encode_words(text) if text else None
     if picture is not None and words is not None:
-        result = search_combined(picture, words, query.k, query.filters)
+        result = search_combined(picture, words, query.k, query.filters, text=text)
     elif picture is not None:
         result = search_vector(picture, query.k, query.filters)
     else:

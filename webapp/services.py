@@ -298,9 +298,10 @@ def similar_items(item: Item, k: int, filters: Filters | None = None) -> SearchR
 
 
 def search_combined(picture: Encoded, words: Encoded, k: int, filters: Filters | None = None,
-                    picture_weight: float = 0.5) -> SearchResult:
+                    picture_weight: float = 0.5, text: str = "") -> SearchResult:
     """"This shape, but red": a photo/sketch vector and a text vector ranked together by score fusion
-    (``search.fusion``). Items in the live buffer join after the next reindex."""
+    (``search.fusion``); the words bring their title match too (``text``, ``LEXICAL_WEIGHT``), as in a
+    text search. Items in the live buffer join after the next reindex."""
     from search.engine import timed
     from search.fusion import fuse_scores
 
@@ -309,9 +310,15 @@ def search_combined(picture: Encoded, words: Encoded, k: int, filters: Filters |
     version, store, item_of = active_store()
     with timed(timings, "database"):
         allowed = filter_mask(filters, item_of)
+    bonus = None
+    titles = title_index(version) if text and settings.LEXICAL_WEIGHT else None
+    if titles is not None and len(titles) == len(item_of):
+        with timed(timings, "lexical"):
+            bonus = (1, settings.LEXICAL_WEIGHT * titles.scores(text))
     with timed(timings, "ann"):
         ranked = fuse_scores(store, [(picture.vector, picture.space, picture_weight),
-                                     (words.vector, words.space, 1.0 - picture_weight)], k, allowed=allowed)
+                                     (words.vector, words.space, 1.0 - picture_weight)], k, allowed=allowed,
+                             bonus=bonus)
     with timed(timings, "database"):
         items = Item.objects.in_bulk([int(item_of[i]) for i, _ in ranked])
         hits = [Hit(items[int(item_of[i])], score) for i, score in ranked if int(item_of[i]) in items]

@@ -69,3 +69,19 @@ def test_a_live_item_is_found_by_its_new_title(client, searchable_with_text, set
     add_live_item(item)
     body = search(client, "zephyr handbag", k=5)
     assert body["results"][0]["id"] == item.pk  # "zephyr" is in no indexed title: only the live title has it
+
+
+def test_a_photo_with_words_brings_the_title_match_too(client, searchable_with_text, settings):
+    import io
+
+    from tests.conftest import jpeg_bytes
+
+    target = Item.objects.filter(category="Watches").order_by("pk")[7]
+    photo = io.BytesIO(jpeg_bytes(draw_item("Watches", COLOURS[target.colour], np.random.default_rng(11))))
+    photo.name = "watch.jpg"
+    settings.LEXICAL_WEIGHT = 0.5
+    res = client.post("/api/search", {"photo": photo, "text": target.title, "k": 5})
+    assert res.status_code == 200, res.content
+    body = res.json()
+    assert body["results"][0]["id"] == target.pk and "lexical" in body["timings_ms"]
+    assert all(r["category"] == "Watches" for r in body["results"])

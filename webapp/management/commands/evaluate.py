@@ -172,14 +172,21 @@ class Command(BaseCommand):
         if sketch_vectors is None:
             return
         self.say("Combined queries: synthetic sketch + title...")
-        hits = 0
+        hits = plain = 0
         for i, (svec, tvec) in enumerate(zip(sketch_vectors, tvecs)):
             ranked = fuse_scores(store, [(svec, "image", 0.5), (tvec, space, 0.5)], 10)
+            plain += test_ids[i] in [h for h, _ in ranked]
+            if weight:
+                bonus = (1, weight * titles_index.scores(titles[i]))
+                ranked = fuse_scores(store, [(svec, "image", 0.5), (tvec, space, 0.5)], 10, bonus=bonus)
             hits += test_ids[i] in [h for h, _ in ranked]
         sketch_alone = recall_of_items(store, sketch_vectors, test_ids, k=10, space="image")
-        report["combined"] = {"sketch_plus_title_r_at_10": hits / len(test_ids),
+        report["combined"] = {"sketch_plus_title_r_at_10": hits / len(test_ids), "lexical_weight": weight,
+                              "sketch_plus_title_joint_space_alone_r_at_10": plain / len(test_ids),
                               "sketch_alone_r_at_10": sketch_alone["r_at_10"],
-                              "title_alone_r_at_10": report["text"]["joint_space_alone"]["r_at_10"], "weights": [0.5, 0.5]}
+                              "title_alone_r_at_10": report["text"]["r_at_10"],
+                              "title_alone_joint_space_r_at_10": report["text"]["joint_space_alone"]["r_at_10"],
+                              "weights": [0.5, 0.5]}
 
     @staticmethod
     def lexical_sweep(store, labels, titles_index, space, weights=(0.0, 0.25, 0.5, 1.0, 2.0), n=1500) -> dict:
