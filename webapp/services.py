@@ -188,6 +188,12 @@ def _candidates_setup(encoded: Encoded, k: int, filters: Filters, exclude_item: 
     return fresh, superseded, 8 + len(superseded), allowed
 
 
+def visible_mask(item_of: np.ndarray) -> np.ndarray:
+    """Which index ids are not hidden: asks only for the (few) hidden items, not every visible one."""
+    hidden = Item.objects.filter(hidden=True).values_list("pk", flat=True)
+    return ~np.isin(item_of, np.fromiter(hidden, dtype=np.int64))
+
+
 def filter_mask(filters: Filters, item_of: np.ndarray) -> np.ndarray:
     """Which index ids are visible items passing ``filters``."""
     return np.isin(item_of, np.fromiter(filters.queryset().values_list("pk", flat=True), dtype=np.int64))
@@ -309,7 +315,7 @@ def search_combined(picture: Encoded, words: Encoded, k: int, filters: Filters |
     timings = {**picture.timings_ms, **words.timings_ms}
     version, store, item_of = active_store()
     with timed(timings, "database"):
-        allowed = filter_mask(filters, item_of)
+        allowed = filter_mask(filters, item_of) if filters.any() else visible_mask(item_of)
     bonus = None
     titles = title_index(version) if text and settings.LEXICAL_WEIGHT else None
     if titles is not None and len(titles) == len(item_of):

@@ -85,3 +85,8 @@ def test_a_photo_with_words_brings_the_title_match_too(client, searchable_with_t
     body = res.json()
     assert body["results"][0]["id"] == target.pk and "lexical" in body["timings_ms"]
     assert all(r["category"] == "Watches" for r in body["results"])
+    target.hidden = True
+    target.save()
+    photo.seek(0)
+    again = client.post("/api/search", {"photo": photo, "text": target.title, "k": 20}).json()
+    assert target.pk not in [r["id"] for r in again["results"]] and len(again["results"]) == 20
