@@ -275,7 +275,38 @@
       : "Draw to see the picture the model imagines.";
   }
 
-  function card(hit) {
+  // The words of a text query that a title shares, marked in the results (folded as the server's title
+  // match folds them: case, accents, plurals; search/lexical.py).
+  const WORD = /[\p{L}\p{N}_]+/gu;
+  function fold(word) {
+    const w = word.toLowerCase().normalize("NFKD").replace(/[\u0300-\u036f]/g, "");
+    if (w.length > 4 && /(ches|shes|xes|sses)$/.test(w)) return w.slice(0, -2);
+    if (w.length > 3 && w.endsWith("s") && !/(ss|us|is)$/.test(w)) return w.slice(0, -1);
+    return w;
+  }
+
+  function titleWithMatches(text, words) {
+    const span = document.createElement("span");
+    span.className = "title";
+    const wanted = new Set((words.match(WORD) || []).map(fold));
+    if (!wanted.size) {
+      span.textContent = text;
+      return span;
+    }
+    let last = 0;
+    for (const m of text.matchAll(WORD)) {
+      if (!wanted.has(fold(m[0]))) continue;
+      span.append(text.slice(last, m.index));
+      const mark = document.createElement("mark");
+      mark.textContent = m[0];
+      span.append(mark);
+      last = m.index + m[0].length;
+    }
+    span.append(text.slice(last));
+    return span;
+  }
+
+  function card(hit, words) {
     const li = document.createElement("li");
     li.className = "card";
     const a = document.createElement("a");
@@ -285,22 +316,19 @@
     img.alt = hit.title;
     img.loading = "lazy";
     img.width = 120; img.height = 160;
-    const title = document.createElement("span");
-    title.className = "title";
-    title.textContent = hit.title;
-    a.append(img, title);
+    a.append(img, titleWithMatches(hit.title, words || ""));
     const meta = document.createElement("span");
     meta.className = "meta";
     const score = document.createElement("span");
     score.className = "score";
-    score.title = "cosine similarity";
+    score.title = words ? "score: similarity and title match" : "cosine similarity";
     score.textContent = hit.score.toFixed(2);
     meta.append(`${hit.category} · `, score);
     li.append(a, meta);
     return li;
   }
 
-  function showResults(body) {
+  function showResults(body, words) {
     const section = document.createElement("section");
     section.className = "results";
     const h2 = document.createElement("h2");
@@ -312,7 +340,7 @@
     if (body.results.length) {
       const ul = document.createElement("ul");
       ul.className = "grid";
-      body.results.forEach((hit) => ul.appendChild(card(hit)));
+      body.results.forEach((hit) => ul.appendChild(card(hit, words)));
       section.appendChild(ul);
     } else {
       const p = document.createElement("p");
@@ -356,7 +384,7 @@
       const body = await res.json().catch(() => null);
       if (mine !== sequence) return;
       if (res.ok && body && Array.isArray(body.results)) {
-        showResults(body);
+        showResults(body, words);
         if (source === "sketch") showImagined(body.generated_image, true);
         statusLine.textContent = `${body.results.length} results.`;
       } else if (body && body.error) {

@@ -181,6 +181,22 @@ def test_text_search_shows_results_or_the_apis_message(web, searchable):
     web.shot(page, "05-text-search")
 
 
+def test_words_find_the_item_by_its_title_and_the_matching_words_are_marked(web, searchable_with_text, settings):
+    from webapp.models import Item
+
+    settings.LEXICAL_WEIGHT = 0.5
+    item = Item.objects.filter(category="Watches").order_by("pk")[13]
+    page = web.open("/")
+    page.get_by_label("Describe it in words").fill(item.title.lower())
+    page.keyboard.press("Enter")
+    wait_until_settled(page)
+    first = page.locator("#results .card").first
+    assert first.locator("a").get_attribute("href").endswith(f"/items/{item.pk}/")
+    marked = first.locator(".title mark").all_inner_texts()
+    assert marked == item.title.split()  # every word of the title is one the query has
+    web.shot(page, "05b-text-search-title-match")
+
+
 def test_empty_search_asks_for_input(web, searchable):
     page = web.open("/")
     page.get_by_role("button", name="Search", exact=True).click()
