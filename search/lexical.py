@@ -1,14 +1,15 @@
-"""Words against titles: a TF-IDF index of the catalog's titles, and hybrid ranking with the joint text space.
+"""Words against titles: an idf-weighted index of the catalog's titles, and hybrid ranking with the joint text space.
 
 The text encoder maps words and photos into one space, which finds the right *kind* of item (text P@5 by
 articleType is high) but cannot read a brand or a model name off a 60x80 photo. A shopper who types
 "Puma Men Black Sneakers" or "Titan watch" means those words, so text queries are ranked by both:
-``score = cosine in the joint space + LEXICAL_WEIGHT x TF-IDF cosine with the item's title``, over the
-union of each side's best candidates (``hybrid_rank``). Items without a title (or words the catalog never
+``score = cosine in the joint space + LEXICAL_WEIGHT x title match`` (the share of the query's idf-weighted
+terms that the item's title has: ``TitleIndex``), over the union of each side's best candidates
+(``hybrid_rank``). Items without a title (or words the catalog never
 used) are found by the joint space alone, exactly as before.
 
 ``TitleIndex`` rows are aligned with the vector index's ids; it is built with each index version and saved
-beside its files (``titles/``: the vocabulary, idf weights and the sparse row matrix).
+beside its files (``titles/``: the vocabulary, idf weights and the sparse term-presence rows).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.feature_extraction.text import CountVectorizer
 
 from search.index import VectorStore
 
@@ -52,39 +53,41 @@ def analyse(text: str) -> list[str]:
     return words + [f"{a} {b}" for a, b in zip(words, words[1:])]
 
 
-def _vectorizer(vocabulary: dict[str, int] | None = None) -> TfidfVectorizer:
-    # sublinear tf so a repeated word does not dominate; rows l2-normalised (cosine)
-    return TfidfVectorizer(analyzer=analyse, sublinear_tf=True, dtype=np.float32, vocabulary=vocabulary)
+def _counter(vocabulary: dict[str, int] | None = None) -> CountVectorizer:
+    return CountVectorizer(analyzer=analyse, binary=True, dtype=np.float32, vocabulary=vocabulary)
 
 
 class TitleIndex:
-    """TF-IDF rows of the indexed items' titles (row i = vector index id i).
+    """Which terms each indexed item's title has (row i = vector index id i), and each term's idf.
 
-    A query's words that no indexed title uses still count in its own weight (with the idf of the rarest
-    term), so a new item whose title has them (``scores_for``) can match them, and a query that is only
-    partly known scores its partial matches lower."""
+    The title match of a query is the share of the query's weight that a title contains: the query's terms
+    weighted by idf (rarer words such as a brand count more), normalised to unit length, and each term the
+    title has adds its squared weight. So a title that has every word of the query scores 1 however long it
+    is (a model name beside the brand costs nothing), and "puma black casual shoes" puts Puma's black casual
+    shoes above other brands' (a length-normalised TF-IDF cosine did the opposite: longer titles lost).
+    Words no indexed title uses still weigh in the query (with the rarest term's idf), so a new item whose
+    title has them (``scores_for``) can match them."""
 
-    def __init__(self, vectorizer: TfidfVectorizer, matrix: sp.csr_matrix):
-        self.vectorizer = vectorizer
-        self.matrix = matrix.tocsr()
-        self.vocabulary: dict[str, int] = vectorizer.vocabulary_
-        self.idf = np.asarray(vectorizer.idf_, dtype=np.float32)
+    def __init__(self, vocabulary: dict[str, int], idf: np.ndarray, rows: sp.csr_matrix):
+        self.vocabulary = vocabulary
+        self.idf = np.asarray(idf, dtype=np.float32)
+        self.rows = rows.tocsr()
         self.unknown_idf = float(self.idf.max()) if len(self.idf) else 1.0
 
     @classmethod
     def build(cls, titles: Sequence[str]) -> TitleIndex:
         titles = [t or "" for t in titles]
-        vectorizer = _vectorizer()
+        counter = _counter()
         try:
-            matrix = vectorizer.fit_transform(titles)
+            rows = counter.fit_transform(titles)
         except ValueError:  # no title has a single word: an empty vocabulary
-            vectorizer = _vectorizer({"": 0})
-            vectorizer.fit([""])
-            matrix = sp.csr_matrix((len(titles), 1), dtype=np.float32)
-        return cls(vectorizer, matrix)
+            return cls({}, np.zeros(0, np.float32), sp.csr_matrix((len(titles), 0), dtype=np.float32))
+        df = np.bincount(rows.indices, minlength=rows.shape[1])
+        idf = np.log((1.0 + len(titles)) / (1.0 + df)) + 1.0  # smoothed, as sklearn's
+        return cls(dict(counter.vocabulary_), idf, rows)
 
     def __len__(self) -> int:
-        return self.matrix.shape[0]
+        return self.rows.shape[0]
 
     def save(self, directory: Path) -> None:
         out = Path(directory) / DIRECTORY
@@ -92,7 +95,7 @@ class TitleIndex:
         vocabulary = {term: int(i) for term, i in self.vocabulary.items()}
         (out / "vocabulary.json").write_text(json.dumps(vocabulary, ensure_ascii=False))
         np.save(out / "idf.npy", self.idf)
-        sp.save_npz(out / "rows.npz", self.matrix)
+        sp.save_npz(out / "rows.npz", self.rows)
 
     @classmethod
     def load(cls, directory: Path) -> TitleIndex | None:
@@ -100,12 +103,11 @@ class TitleIndex:
         src = Path(directory) / DIRECTORY
         if not (src / "rows.npz").is_file():
             return None
-        vectorizer = _vectorizer(json.loads((src / "vocabulary.json").read_text()))
-        vectorizer.idf_ = np.load(src / "idf.npy")
-        return cls(vectorizer, sp.load_npz(src / "rows.npz"))
+        return cls(json.loads((src / "vocabulary.json").read_text()), np.load(src / "idf.npy"),
+                   sp.load_npz(src / "rows.npz"))
 
     def weights(self, text: str) -> dict[str, float]:
-        """The l2-normalised TF-IDF weights of ``text``'s terms, unknown terms included."""
+        """The unit-length idf weights of ``text``'s terms (sublinear in repeats), unknown terms included."""
         counts = Counter(analyse(text))
         raw = {t: (1.0 + math.log(c)) * (float(self.idf[i]) if (i := self.vocabulary.get(t)) is not None
                                           else self.unknown_idf) for t, c in counts.items()}
@@ -113,21 +115,21 @@ class TitleIndex:
         return {t: v / norm for t, v in raw.items()}
 
     def scores(self, text: str) -> np.ndarray:
-        """TF-IDF cosine of ``text`` with every row's title (0 for rows sharing no term)."""
-        known = [(self.vocabulary[t], v) for t, v in self.weights(text).items() if t in self.vocabulary]
+        """The title match of ``text`` with every row: in [0, 1], 1 when the title has all its terms."""
+        known = [(self.vocabulary[t], v * v) for t, v in self.weights(text).items() if t in self.vocabulary]
         if not known:
             return np.zeros(len(self), np.float32)
         cols, vals = zip(*known, strict=True)
-        query = sp.csr_matrix((vals, (cols, [0] * len(cols))), shape=(self.matrix.shape[1], 1), dtype=np.float32)
-        return np.asarray((self.matrix @ query).todense(), dtype=np.float32).ravel()
+        query = sp.csr_matrix((vals, (cols, [0] * len(cols))), shape=(self.rows.shape[1], 1), dtype=np.float32)
+        return np.asarray((self.rows @ query).todense(), dtype=np.float32).ravel()
 
     def scores_for(self, text: str, titles: Sequence[str]) -> np.ndarray:
-        """The same cosine against titles that are not rows (items added since the index was built)."""
+        """The same match against titles that are not rows (items added since the index was built)."""
         query = self.weights(text)
         out = np.zeros(len(titles), np.float32)
         for j, title in enumerate(titles):
-            row = self.weights(title)
-            out[j] = sum(v * row[t] for t, v in query.items() if t in row)
+            terms = set(analyse(title))
+            out[j] = sum(v * v for t, v in query.items() if t in terms)
         return out
 
 

@@ -87,7 +87,7 @@ def load_store(version: IndexVersion) -> tuple[VectorStore, np.ndarray]:
 
 
 def title_index(version: IndexVersion) -> TitleIndex | None:
-    """The TF-IDF index of the titles of ``version``'s items (``search.lexical``); None for versions built
+    """The title index (idf-weighted terms) of ``version``'s items (``search.lexical``); None for versions built
     before it existed (their text queries rank by the joint space alone)."""
     with _lock:
         if version.pk in _titles:

@@ -1,4 +1,4 @@
-"""Titles as a TF-IDF index, and text queries ranked by the joint space and the title match together."""
+"""Titles as an idf-weighted index, and text queries ranked by the joint space and the title match together."""
 
 import numpy as np
 import pytest
@@ -10,7 +10,7 @@ TITLES = ["Puma Men Black Sneakers", "Nike Women Blue Running Shoes", "Titan Men
           "Fastrack Unisex Black Sunglasses", "Café Coffee Day Women Red Tshirt", "", "Puma Women Red Tshirt"]
 
 
-def test_title_scores_fold_case_accents_and_punctuation():
+def test_title_match_folds_case_accents_plurals_and_punctuation():
     titles = TitleIndex.build(TITLES)
     scores = titles.scores("PUMA men black sneakers!")
     assert scores.argmax() == 0 and scores[0] == pytest.approx(1.0, abs=1e-5)
@@ -20,6 +20,16 @@ def test_title_scores_fold_case_accents_and_punctuation():
     assert not titles.scores("").any()
     long = titles.scores("puma " * 5000)  # very long and repetitive: still a cosine
     assert 0 < long.max() <= 1.0 + 1e-6
+
+
+def test_a_title_with_every_query_word_wins_however_long_and_rare_words_weigh_more():
+    titles = TitleIndex.build(["Basics Men Black Casual Shoes", "Puma Men Neo Low Black Casual Shoes",
+                               "Puma Men Black Sneakers", "Roadster Men Black Jeans", "Nike Men Black Shorts"] * 3)
+    scores = titles.scores("puma black casual shoes")
+    # every word (and two more of its own: no penalty) beats the brand alone and the other brand's shoes
+    assert scores[1] > max(scores[0], scores[2]) > scores[3] > 0
+    assert min(scores[0], scores[2]) > scores[3] == pytest.approx(scores[4])  # "black" alone matters least
+    assert titles.scores("Puma Men Neo Low Black Casual Shoes")[1] == pytest.approx(1.0, abs=1e-5)
 
 
 def test_a_saved_title_index_scores_the_same(tmp_path):

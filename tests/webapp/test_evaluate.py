@@ -75,3 +75,6 @@ def test_evaluate_reports_text_queries_with_and_without_the_title_match(searchab
     sweep = text["lexical_sweep_validation"]
     assert sweep["n"] > 0 and set(sweep) == {"n", "0.0", "0.25", "0.5", "1.0", "2.0"}
     assert sweep["0.0"]["r_at_10"] <= sweep["0.5"]["r_at_10"]
+    brand = text["brand_queries"]
+    assert brand["n"] > 0 and brand["query"] == "<brand> <colour> <articleType>"
+    assert 0.5 < brand["p_at_5"] <= 1 and 0 <= brand["joint_space_alone_p_at_5"] <= 1

@@ -169,6 +169,8 @@ class Command(BaseCommand):
         if titles_index is not None:
             self.say("Text queries: choosing the title-match weight on the validation split...")
             report["text"]["lexical_sweep_validation"] = self.lexical_sweep(store, labels, titles_index, space)
+        self.say("Text queries as a shopper types them: '<brand> <colour> <articleType>'...")
+        report["text"]["brand_queries"] = self.brand_queries(store, test_ids, space, titles_index, weight)
         if sketch_vectors is None:
             return
         self.say("Combined queries: synthetic sketch + title...")
@@ -201,6 +203,29 @@ class Command(BaseCommand):
         figures = text_query_figures(store, vecs, texts, titles_index, val_ids, [labels[i] for i in val_ids], labels,
                                      weights=weights, space=space)
         return {"n": len(val_ids), **{str(w): f for w, f in figures.items()}}
+
+    @staticmethod
+    def brand_queries(store, test_ids, space, titles_index, weight, n=1500) -> dict:
+        """'<brand> <colour> <articleType>' of test items (the brand: the title's first word), as a shopper would
+        type them; a hit is an item of that brand and that articleType. P@5 as served and by the joint space alone."""
+        from search.lexical import hybrid_rank
+
+        _version, _store, item_of = active_store()
+        info = {pk: ((title.split() or [""])[0].lower(), category, colour)
+                for pk, title, category, colour in Item.objects.values_list("pk", "title", "category", "colour")}
+        kinds = [info.get(int(pk), ("", "", ""))[:2] for pk in item_of]
+        sample = [i for i in test_ids if kinds[i][0]][:: max(1, len(test_ids) // n)][:n]
+        texts = [" ".join(filter(None, (kinds[i][0], info[int(item_of[i])][2], kinds[i][1]))) for i in sample]
+        vecs = np.concatenate([get_models().get("text").encode_text(texts[i : i + 512]) for i in range(0, len(texts), 512)])
+        out = {"n": len(sample), "query": "<brand> <colour> <articleType>", "lexical_weight": weight}
+        for name, w in (("p_at_5", weight), ("joint_space_alone_p_at_5", 0.0)):
+            total = 0.0
+            for j, i in enumerate(sample):
+                lexical = titles_index.scores(texts[j]) if titles_index is not None and w else None
+                ids = [h for h, _ in hybrid_rank(store, vecs[j], lexical, 5, weight=w, space=space)]
+                total += sum(kinds[h] == kinds[i] for h in ids) / 5
+            out[name] = total / max(len(sample), 1)
+        return out
 
     def classifier_figures(self, report, photos, test_rows) -> None:
         from models.classifier import predict
