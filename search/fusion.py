@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from search.index import VectorStore
+from search.lexical import best_matches
 
 
 def fuse_scores(store: VectorStore, parts: Sequence[tuple[np.ndarray, str, float]], k: int, *,
@@ -28,12 +29,8 @@ def fuse_scores(store: VectorStore, parts: Sequence[tuple[np.ndarray, str, float
     for vector, space, _weight in parts:
         candidates.update(i for i, _ in store.query(vector, max(pool, 4 * k), space=space, allowed=allowed))
     if bonus is not None:
-        extra = np.asarray(bonus[1], dtype=np.float32)
-        if allowed is not None:
-            extra = np.where(allowed, extra, 0.0)
-        n = min(max(pool, 4 * k), int((extra > 0).sum()))
-        if n:
-            candidates.update(int(i) for i in np.argpartition(-extra, n - 1)[:n])
+        extra, best = best_matches(bonus[1], max(pool, 4 * k), allowed)
+        candidates.update(best.tolist())
     if not candidates:
         return []
     ids = np.fromiter(candidates, dtype=np.int64)

@@ -30,14 +30,12 @@ from search.index import VectorStore
 
 DIRECTORY = "titles"
 DEFAULT_POOL = 100
-
-
 WORD = re.compile(r"\w+")
 
 
 def _fold(word: str) -> str:
-    """A light plural fold, the same on both sides: shoes/shoe, watches/watch, tshirts/tshirt (not dress, jeans' s kept
-    only where it is the word's own)."""
+    """A light plural fold, the same for titles and queries: shoes/shoe, watches/watch, tshirts/tshirt; words
+    ending in ss, us or is (dress, bus, tennis) keep their s."""
     if len(word) > 4 and word.endswith(("ches", "shes", "xes", "sses")):
         return word[:-2]
     if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
@@ -133,6 +131,15 @@ class TitleIndex:
         return out
 
 
+def best_matches(scores: np.ndarray, n: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(the scores with disallowed ids zeroed, the ids of the best ``n`` positive ones, unordered)."""
+    scores = np.asarray(scores, dtype=np.float32)
+    if allowed is not None:
+        scores = np.where(allowed, scores, 0.0)
+    n = min(n, int((scores > 0).sum()))
+    return scores, (np.argpartition(-scores, n - 1)[:n] if n else np.zeros(0, np.int64))
+
+
 def hybrid_rank(store: VectorStore, vector: np.ndarray, lexical: np.ndarray | None, k: int, *, weight: float,
                 space: str = "text", allowed: np.ndarray | None = None,
                 pool: int = DEFAULT_POOL) -> list[tuple[int, float]]:
@@ -145,11 +152,7 @@ def hybrid_rank(store: VectorStore, vector: np.ndarray, lexical: np.ndarray | No
     dense = store.query(vector, max(pool, k), space=space, allowed=allowed)
     if lexical is None or not weight:
         return dense[:k]
-    lex = np.asarray(lexical, dtype=np.float32)
-    if allowed is not None:
-        lex = np.where(allowed, lex, 0.0)
-    n_lex = min(max(pool, k), int((lex > 0).sum()))
-    lexical_ids = np.argpartition(-lex, n_lex - 1)[:n_lex] if n_lex else np.zeros(0, np.int64)
+    lex, lexical_ids = best_matches(lexical, max(pool, k), allowed)
     ids = np.union1d(np.fromiter((i for i, _ in dense), dtype=np.int64, count=len(dense)), lexical_ids)
     if not len(ids):
         return []

@@ -12,7 +12,7 @@ from PIL import Image
 
 from search.engine import SKETCH_ROADS, Encoded, timed
 from search.images import ImageInputError, decode_image
-from webapp.services import Filters, SearchResult, active_store, get_models, search_combined, search_text, search_vector
+from webapp.services import Filters, SearchResult, active_store, get_models, search_combined, search_vector
 
 
 class QueryError(ValueError):
@@ -123,10 +123,8 @@ def run(query: Query) -> Outcome:
     words = encode_words(text) if text else None
     if picture is not None and words is not None:
         result = search_combined(picture, words, query.k, query.filters, text=text)
-    elif picture is not None:
-        result = search_vector(picture, query.k, query.filters)
     else:
-        result = search_text(words, text, query.k, query.filters)
+        result = search_vector(picture or words, query.k, query.filters, text=text)
     generated = None
     if picture is not None and picture.generated is not None:
         with timed(result.timings_ms, "serialise"):

@@ -173,21 +173,6 @@ def live_hits(vector: np.ndarray, k: int, filters: Filters, exclude_item: int | 
     return [(int(pks[keep][i]), float(sims[i])) for i in order]
 
 
-def _candidates_setup(encoded: Encoded, k: int, filters: Filters, exclude_item: int | None, item_of: np.ndarray,
-                      timings: dict[str, float]):
-    """What every ranking of the active index needs first: the live buffer's hits (exact), the items whose
-    indexed vectors it supersedes, how many extra index hits to ask for, and the filters' mask (or None)."""
-    from search.engine import timed
-
-    with timed(timings, "live"):
-        live = live_vectors(encoded.space)
-        superseded = set(live[0].tolist())  # their indexed vectors are stale (or they are new)
-        fresh = live_hits(encoded.vector, k, filters, exclude_item, live) if len(live[0]) else []
-    with timed(timings, "database"):
-        allowed = filter_mask(filters, item_of) if filters.any() else None
-    return fresh, superseded, 8 + len(superseded), allowed
-
-
 def visible_mask(item_of: np.ndarray) -> np.ndarray:
     """Which index ids are not hidden: asks only for the (few) hidden items, not every visible one."""
     hidden = Item.objects.filter(hidden=True).values_list("pk", flat=True)
@@ -199,23 +184,43 @@ def filter_mask(filters: Filters, item_of: np.ndarray) -> np.ndarray:
     return np.isin(item_of, np.fromiter(filters.queryset().values_list("pk", flat=True), dtype=np.int64))
 
 
-def search_vector(encoded: Encoded, k: int, filters: Filters | None = None, exclude_item: int | None = None) -> SearchResult:
+def search_vector(encoded: Encoded, k: int, filters: Filters | None = None, exclude_item: int | None = None,
+                  text: str = "") -> SearchResult:
     """The index's hits on the active version merged with an exact search over the live buffer.
 
     A picture query that carries its likeliest categories (``encoded.categories``) is re-ranked among
     its nearest ``search.rerank.RERANK_CANDIDATES`` items (``RERANK_WEIGHT``); the hits' scores are
-    then the re-ranking scores."""
+    then the re-ranking scores. A text query with its ``text`` is ranked by the joint space and the
+    items' titles together (``search.lexical.hybrid_rank``, ``LEXICAL_WEIGHT``); live items by their live
+    vector and current title."""
     from search import rerank
     from search.engine import timed
+    from search.lexical import hybrid_rank
 
     filters = filters or Filters()
     categories = encoded.categories if encoded.space == "image" else None
     final_k, k = k, rerank.depth(k, categories, settings.RERANK_WEIGHT)
     timings = dict(encoded.timings_ms)
     version, store, item_of = active_store()
-    fresh, superseded, extra, allowed = _candidates_setup(encoded, k, filters, exclude_item, item_of, timings)
+    weight, titles, lexical = settings.LEXICAL_WEIGHT, None, None
+    if text and weight and (titles := title_index(version)) is not None and len(titles) == len(item_of):
+        with timed(timings, "lexical"):
+            lexical = titles.scores(text)
+
+    def ranked(n: int, allowed: np.ndarray | None) -> list[tuple[int, float]]:
+        if lexical is None:
+            return store.query(encoded.vector, n, space=encoded.space, allowed=allowed)
+        return hybrid_rank(store, encoded.vector, lexical, n, weight=weight, space=encoded.space, allowed=allowed)
+
+    with timed(timings, "live"):
+        live = live_vectors(encoded.space)
+        superseded = set(live[0].tolist())  # their indexed vectors are stale (or they are new)
+        fresh = live_hits(encoded.vector, k, filters, exclude_item, live) if len(live[0]) else []
+    extra = 8 + len(superseded)
+    with timed(timings, "database"):
+        allowed = filter_mask(filters, item_of) if filters.any() else None
     with timed(timings, "ann"):
-        raw = store.query(encoded.vector, k + extra, space=encoded.space, allowed=allowed)
+        raw = ranked(k + extra, allowed)
     with timed(timings, "database"):
         pks = [int(item_of[i]) for i, _ in raw]
         items = Item.objects.in_bulk([pk for pk in pks if pk >= 0] + [pk for pk, _ in fresh])
@@ -232,54 +237,20 @@ def search_vector(encoded: Encoded, k: int, filters: Filters | None = None, excl
                 visible &= item_of != exclude_item
             if superseded:
                 visible &= ~np.isin(item_of, np.fromiter(superseded, dtype=np.int64))
-            raw = store.query(encoded.vector, k, space=encoded.space, allowed=visible)
+            raw = ranked(k, visible)
             items.update(Item.objects.in_bulk([int(item_of[i]) for i, _ in raw]))
             hits = [Hit(items[int(item_of[i])], s) for i, s in raw if int(item_of[i]) in items]
-        hits.extend(Hit(items[pk], score) for pk, score in fresh if pk in items)
+        fresh = [(pk, score) for pk, score in fresh if pk in items]
+        if lexical is not None and fresh:
+            bonus = weight * titles.scores_for(text, [items[pk].title for pk, _ in fresh])
+            fresh = [(pk, score + float(b)) for (pk, score), b in zip(fresh, bonus, strict=True)]
+        hits.extend(Hit(items[pk], score) for pk, score in fresh)
         if categories and hits:
             scores = rerank.rerank_scores([h.score for h in hits], [h.item.category for h in hits], categories,
                                           settings.RERANK_WEIGHT)
             hits = [Hit(h.item, float(s)) for h, s in zip(hits, scores, strict=True)]
         hits.sort(key=lambda h: -h.score)
     return SearchResult(hits=hits[:final_k], timings_ms=timings, index_version=version.name)
-
-
-def search_text(words: Encoded, text: str, k: int, filters: Filters | None = None) -> SearchResult:
-    """Words: the joint text space and the items' titles ranked together (``search.lexical.hybrid_rank``,
-    weight ``LEXICAL_WEIGHT``); items of the live buffer by their live vector and current title."""
-    from search.engine import timed
-    from search.lexical import hybrid_rank
-
-    filters = filters or Filters()
-    weight = settings.LEXICAL_WEIGHT
-    version, store, item_of = active_store()
-    titles = title_index(version) if weight else None
-    if titles is None or len(titles) != len(item_of):
-        return search_vector(words, k, filters)
-    timings = dict(words.timings_ms)
-    fresh, superseded, extra, allowed = _candidates_setup(words, k, filters, None, item_of, timings)
-    with timed(timings, "lexical"):
-        lexical = titles.scores(text)
-    with timed(timings, "ann"):
-        raw = hybrid_rank(store, words.vector, lexical, k + extra, weight=weight, space=words.space, allowed=allowed)
-    with timed(timings, "database"):
-        items = Item.objects.in_bulk([int(item_of[i]) for i, _ in raw] + [pk for pk, _ in fresh])
-        hits = [Hit(items[pk], score) for i, score in raw
-                if (pk := int(item_of[i])) in items and not items[pk].hidden and pk not in superseded]
-        if len(hits) < k and len(raw) >= k + extra:
-            # Many hidden items among the best: rank again over the visible ones only.
-            visible = filter_mask(filters, item_of)
-            if superseded:
-                visible &= ~np.isin(item_of, np.fromiter(superseded, dtype=np.int64))
-            raw = hybrid_rank(store, words.vector, lexical, k, weight=weight, space=words.space, allowed=visible)
-            items.update(Item.objects.in_bulk([int(item_of[i]) for i, _ in raw]))
-            hits = [Hit(items[int(item_of[i])], s) for i, s in raw if int(item_of[i]) in items]
-        fresh = [(pk, score) for pk, score in fresh if pk in items]
-        if fresh:
-            bonus = titles.scores_for(text, [items[pk].title for pk, _ in fresh])
-            hits.extend(Hit(items[pk], score + weight * float(b)) for (pk, score), b in zip(fresh, bonus, strict=True))
-        hits.sort(key=lambda h: -h.score)
-    return SearchResult(hits=hits[:k], timings_ms=timings, index_version=version.name)
 
 
 def similar_items(item: Item, k: int, filters: Filters | None = None) -> SearchResult:

@@ -172,6 +172,24 @@ def reindex_task(job_id: int, reuse: bool = True, shards: int | None = None) -> 
     return {"chunks": len(chunks)}
 
 
+def _reindex_step(task, job_id: int, what: str, run):
+    """Run one step of a reindex: a transient database or broker error is retried with backoff (a retry keeps
+    the task id), then fails the job; any other error fails the job at once, with the reason."""
+    from webapp.indexing import fail_job
+
+    try:
+        return run()
+    except TRANSIENT as exc:
+        if task.request.retries < task.max_retries:
+            raise task.retry(exc=exc, countdown=2 ** task.request.retries) from exc
+        fail_job(job_id, f"{what} failed {task.max_retries + 1} times: {type(exc).__name__}: {exc}")
+        raise
+    except Exception as exc:
+        log.exception("reindex %s: %s failed", job_id, what)
+        fail_job(job_id, f"{what} failed: {type(exc).__name__}: {exc}")
+        raise
+
+
 def _job_running(job_id: int) -> bool:
     from webapp.models import Job
 
@@ -181,25 +199,12 @@ def _job_running(job_id: int) -> bool:
 @shared_task(name="workers.embed_chunk", bind=True, acks_late=True, max_retries=3)
 def embed_chunk_task(self, job_id: int, index: int, item_ids: list[int], shards: int | None = None) -> int:
     """Embed one chunk; the chunk that completes the plan (or its redelivery) asks for the build.
-
-    A transient database or broker error is retried with backoff; a chunk that fails for good fails
-    the job with the reason (the active index keeps serving).
-    """
-    from webapp.indexing import chunks_complete, embed_chunk, fail_job
+    A chunk that fails for good fails the job (the active index keeps serving)."""
+    from webapp.indexing import chunks_complete, embed_chunk
 
     if not _job_running(job_id):
         return 0  # failed meanwhile (another chunk, or stale): nothing to add to
-    try:
-        embedded = embed_chunk(job_id, index, item_ids)
-    except TRANSIENT as exc:
-        if self.request.retries < self.max_retries:
-            raise self.retry(exc=exc, countdown=2 ** self.request.retries) from exc
-        fail_job(job_id, f"chunk {index} failed {self.max_retries + 1} times: {type(exc).__name__}: {exc}")
-        raise
-    except Exception as exc:
-        log.exception("reindex %s: chunk %s failed", job_id, index)
-        fail_job(job_id, f"chunk {index} failed: {type(exc).__name__}: {exc}")
-        raise
+    embedded = _reindex_step(self, job_id, f"chunk {index}", lambda: embed_chunk(job_id, index, item_ids))
     if chunks_complete(job_id):
         finish_reindex_task.apply_async((job_id, shards), queue=settings.CELERY_INDEX_QUEUE)
     return embedded
@@ -208,22 +213,12 @@ def embed_chunk_task(self, job_id: int, index: int, item_ids: list[int], shards:
 @shared_task(name="workers.finish_reindex", bind=True, acks_late=True, max_retries=3)
 def finish_reindex_task(self, job_id: int, shards: int | None = None) -> dict:
     """Build and switch. Asked for by every chunk that saw the plan complete; one of them builds."""
-    from webapp.indexing import claim_build, fail_job, finish_reindex
+    from webapp.indexing import claim_build, finish_reindex
     from webapp.models import Job
 
     if not _job_running(job_id) or not claim_build(job_id, self.request.id or "local"):
         return {"skipped": True}  # failed meanwhile, already built, or another task builds it
-    try:
-        finish_reindex(job_id, shards=shards)
-    except TRANSIENT as exc:  # a retry keeps the task id, and so the claim
-        if self.request.retries < self.max_retries:
-            raise self.retry(exc=exc, countdown=2 ** self.request.retries) from exc
-        fail_job(job_id, f"the build failed {self.max_retries + 1} times: {type(exc).__name__}: {exc}")
-        raise
-    except Exception as exc:
-        log.exception("reindex %s failed while building", job_id)
-        fail_job(job_id, str(exc))
-        raise
+    _reindex_step(self, job_id, "the build", lambda: finish_reindex(job_id, shards=shards))
     return Job.objects.get(pk=job_id).result
 
 

@@ -23,6 +23,12 @@ from webapp.models import Item
 from webapp.services import SearchUnavailable, active_store, get_models, title_index
 
 
+def encode_texts(texts: list[str]) -> np.ndarray:
+    """Queries -> the text model's vectors, 512 at a time."""
+    model = get_models().get("text")
+    return np.concatenate([model.encode_text(texts[i : i + 512]) for i in range(0, len(texts), 512)])
+
+
 def save_confusion(truth: np.ndarray, predicted: np.ndarray, path: Path, title: str, top: int = 25) -> None:
     """Row-normalised confusion matrix of the ``top`` most frequent true classes (the rest pooled as "other")."""
     import matplotlib
@@ -158,7 +164,7 @@ class Command(BaseCommand):
             report["text"] = {"unavailable": f"the index has no {space!r} space: run `python manage.py reindex`"}
             return
         self.say(f"Text queries: {len(titles)} held-out titles against {store.count} items ({space} space)...")
-        tvecs = np.concatenate([models.get("text").encode_text(titles[i : i + 512]) for i in range(0, len(titles), 512)])
+        tvecs = encode_texts(titles)
         report["models"]["text"] = models.version("text")
         titles_index = title_index(version)
         weight = settings.LEXICAL_WEIGHT if titles_index is not None else 0.0
@@ -199,7 +205,7 @@ class Command(BaseCommand):
         val_ids = val_ids[:: max(1, len(val_ids) // n)][:n]
         titles = dict(Item.objects.filter(pk__in=[int(item_of[i]) for i in val_ids]).values_list("pk", "title"))
         texts = [titles[int(item_of[i])] for i in val_ids]
-        vecs = np.concatenate([get_models().get("text").encode_text(texts[i : i + 512]) for i in range(0, len(texts), 512)])
+        vecs = encode_texts(texts)
         figures = text_query_figures(store, vecs, texts, titles_index, val_ids, [labels[i] for i in val_ids], labels,
                                      weights=weights, space=space)
         return {"n": len(val_ids), **{str(w): f for w, f in figures.items()}}
@@ -216,7 +222,7 @@ class Command(BaseCommand):
         kinds = [info.get(int(pk), ("", "", ""))[:2] for pk in item_of]
         sample = [i for i in test_ids if kinds[i][0]][:: max(1, len(test_ids) // n)][:n]
         texts = [" ".join(filter(None, (kinds[i][0], info[int(item_of[i])][2], kinds[i][1]))) for i in sample]
-        vecs = np.concatenate([get_models().get("text").encode_text(texts[i : i + 512]) for i in range(0, len(texts), 512)])
+        vecs = encode_texts(texts)
         out = {"n": len(sample), "query": "<brand> <colour> <articleType>", "lexical_weight": weight}
         for name, w in (("p_at_5", weight), ("joint_space_alone_p_at_5", 0.0)):
             total = 0.0
