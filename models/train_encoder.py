@@ -2,9 +2,10 @@
 
 Inputs are plain arrays so the loop runs anywhere (CPU here, CUDA on a GPU box):
 photos as uint8 (N, 80, 60, 3), integer articleType labels and, optionally,
-one edge-map sketch per photo as uint8 (N, 80, 60). With sketches, a fraction
-of every batch is shown as a sketch of the same item, which teaches the encoder
-the direct sketch -> vector road.
+one edge-map sketch per photo as uint8 (N, 80, 60), or several as (V, N, 80, 60).
+With sketches, a fraction of every batch is shown as a sketch of the same item
+(one of its V drawings at random), which teaches the encoder the direct
+sketch -> vector road.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class EncoderProfile:
     weight_decay: float = 5e-4
     label_smoothing: float = 0.1
     sketch_fraction: float = 0.35
+    sketch_variants: int = 1  # drawings made of each train photo (search.train draws them)
     max_train_items: int | None = None
     widths: tuple[int, ...] = (32, 64, 128, 256)
     blocks: int = 1
@@ -58,6 +60,12 @@ PROFILES = {
     # For tests: a few seconds.
     "tiny": EncoderProfile("tiny", epochs=6, batch_size=8, widths=(8, 16, 16, 32), embed_dim=32, lr=5e-3),
 }
+
+
+def training_subset(n_items: int, prof: EncoderProfile) -> np.ndarray:
+    """Sorted indices of the train items a profile trains on (all, or ``max_train_items`` drawn by its seed)."""
+    n = n_items if prof.max_train_items is None else min(prof.max_train_items, n_items)
+    return np.sort(np.random.default_rng(prof.seed).permutation(n_items)[:n])
 
 
 def sketch_batch(sketches_uint8: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -142,14 +150,17 @@ def train_encoder(train_images: np.ndarray, train_labels: np.ndarray, val_images
                            class_names=list(class_names))
     model = ImageEncoder(config).to(dev).to(memory_format=torch.channels_last)
 
-    n_train = len(train_images) if prof.max_train_items is None else min(prof.max_train_items, len(train_images))
-    rng = np.random.default_rng(prof.seed)
-    subset = np.sort(rng.permutation(len(train_images))[:n_train])
+    subset = training_subset(len(train_images), prof)
+    n_train = len(subset)
     images = torch.from_numpy(np.ascontiguousarray(train_images[subset])).to(dev)
     labels = torch.from_numpy(np.asarray(train_labels)[subset].astype(np.int64)).to(dev)
     sketches = None
     if train_sketches is not None and prof.sketch_fraction > 0:
-        sketches = torch.from_numpy(np.ascontiguousarray(train_sketches[subset])).to(dev)
+        train_sketches = np.asarray(train_sketches)
+        if train_sketches.ndim == 3:  # one drawing per photo
+            train_sketches = train_sketches[None]
+        # (V, N, H, W): V drawings of every photo; each time a photo is shown as a sketch, one of them at random
+        sketches = torch.from_numpy(np.ascontiguousarray(train_sketches[:, subset])).to(dev)
 
     steps_per_epoch = max(1, n_train // prof.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=prof.lr, weight_decay=prof.weight_decay)
@@ -183,7 +194,8 @@ def train_encoder(train_images: np.ndarray, train_labels: np.ndarray, val_images
             if sketches is not None:
                 use = torch.rand(len(idx), generator=gen).to(dev) < prof.sketch_fraction
                 if use.any():
-                    x[use] = sketch_batch(sketches[idx[use]], gen)
+                    variant = torch.randint(0, sketches.shape[0], (len(idx),), generator=gen).to(dev)
+                    x[use] = sketch_batch(sketches[variant[use], idx[use]], gen)
             x = augment_images(x, gen).contiguous(memory_format=torch.channels_last)
             with autocast:
                 emb = model.embed(x)

@@ -16,9 +16,18 @@ width control:
   with short edge fragments (texture, prints, fabric folds) removed and
   edges on skin (faces, hands, arms of a person wearing the garment) left
   out;
-* **variation** per (seed, index): Canny thresholds, a smooth random
-  displacement of every stroke (about a pixel), stroke gaps, dropped inner
-  lines and stroke width, so a model does not learn one exact edge style.
+* **holes**: background seen through the product (a handle's loop) drawn
+  as its own outline;
+* **two styles** per (seed, index): the *edge* style (Canny thresholds, a
+  smooth random displacement of every stroke of about a pixel, stroke gaps,
+  dropped inner lines, stroke width) and, for ``CLEAN_P`` of the drawings,
+  the *clean* style of a person at a canvas (a smoothed outline simplified to
+  a few long lines and curves, at most three inner lines, unbroken strokes),
+  so a model does not learn one exact edge style;
+* **framed** (``framed=True``, the encoder's training sketches and
+  evaluation's queries): cropped to the strokes and redrawn exactly as an
+  uploaded drawing is (``frame_strokes``), so a model never learns from the
+  product's size or place in the photo, which a drawing cannot tell.
 
 ``normalise_sketch`` turns any drawing (canvas PNG with alpha, white on black,
 huge canvas, marker-thick strokes) into the same form: ink mask, specks
@@ -51,6 +60,11 @@ FOREGROUND_DIFF = 12  # colour distance from the background that counts as produ
 CANNY_HIGH = (50.0, 95.0)  # range of Canny's high threshold (low = 0.4 x high)
 MIN_LINE = (12, 22)  # range of the shortest inner line kept, pixels at the drawing resolution
 TEXTURE_DENSITY = 0.25  # share of edge pixels in an 11x11 window above which edges count as texture
+# Share of sketches drawn in the clean style of a person's drawing: a smoothed, simplified outline, at most a
+# few long inner lines, no gaps, the user renderer's stroke width (see ``_sketch_one``).
+CLEAN_P = 0.4
+MIN_HOLE = 14  # catalog pixels: the smallest background patch inside a silhouette drawn as a hole
+CLEAN_EPS = (1.5, 4.0)  # range of the outline's simplification tolerance in that style, pixels at 2x
 
 
 class SketchInputError(ImageInputError):
@@ -147,7 +161,50 @@ def _erase_gaps(lines: np.ndarray, points: np.ndarray, rng: np.random.Generator,
         cv2.circle(lines, (int(x), int(y)), int(rng.integers(2, 5)), 0, thickness=cv2.FILLED)
 
 
-def _sketch_one(photo: np.ndarray, fg: np.ndarray, skin: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _holes(fg: np.ndarray, sil: np.ndarray) -> list[np.ndarray]:
+    """Outlines (at the drawing size) of the background seen through the product: a handle's loop, a strap's.
+
+    The silhouette has its holes filled (a product's light patches are not
+    background); a hole that is large and compact is drawn, as people draw it.
+    """
+    hole = (sil > 0) & (fg == 0)
+    hole = cv2.morphologyEx(hole.astype(np.uint8), cv2.MORPH_OPEN, _ELLIPSE3)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(hole, connectivity=4)
+    out = []
+    for k in range(1, n):
+        area, w, h = stats[k, cv2.CC_STAT_AREA], stats[k, cv2.CC_STAT_WIDTH], stats[k, cv2.CC_STAT_HEIGHT]
+        if area >= MIN_HOLE and area >= 0.4 * w * h:
+            up = cv2.resize((labels == k).astype(np.float32), (WORK_W, WORK_H), interpolation=cv2.INTER_LINEAR)
+            found, _ = cv2.findContours((up > 0.5).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+            out.extend(found)
+    return out
+
+
+def _smooth_closed(contour: np.ndarray, sigma: float) -> np.ndarray:
+    """A closed contour (K, 1, 2) with its points averaged along the curve (a hand's smooth line, not pixel steps)."""
+    pts = contour.reshape(-1, 2).astype(np.float32)
+    half = int(3 * sigma)
+    if len(pts) < 2 * half + 3:
+        return contour
+    kernel = cv2.getGaussianKernel(2 * half + 1, sigma).ravel().astype(np.float32)
+    wrapped = np.concatenate([pts[-half:], pts, pts[:half]])
+    smooth = np.stack([np.convolve(wrapped[:, d], kernel, mode="valid") for d in (0, 1)], axis=1)
+    return smooth.round().astype(np.int32).reshape(-1, 1, 2)
+
+
+def _sketch_one(photo: np.ndarray, fg: np.ndarray, skin: np.ndarray, rng: np.random.Generator,
+                framed: bool = False) -> np.ndarray:
+    """One drawing of one photo, in one of two styles.
+
+    The edge style keeps the photo's detail: a pixel-exact outline, many inner
+    lines, pen lifts and a wobbly hand. The clean style draws what people draw
+    on a canvas: a smooth outline simplified to a few long lines and curves, at
+    most three inner lines, unbroken strokes of the canvas renderer's width.
+    Without it, clean geometric strokes appear in training only on products
+    that are themselves geometric (wallets, cufflinks), and a person's neat
+    drawing of a bag or sunglasses is read as one of those.
+    """
+    clean = rng.random() < CLEAN_P
     # Silhouette at the catalog size, outlined at the drawing size from a smoothed upscale.
     fg = cv2.morphologyEx(fg.astype(np.uint8), cv2.MORPH_CLOSE, _ELLIPSE5)
     sil = _fill(cv2.morphologyEx(fg, cv2.MORPH_OPEN, _ELLIPSE3), min_area=20)
@@ -155,9 +212,16 @@ def _sketch_one(photo: np.ndarray, fg: np.ndarray, skin: np.ndarray, rng: np.ran
                       interpolation=cv2.INTER_LINEAR)
     sil2 = (soft > 0.5).astype(np.uint8)
     contours, _ = cv2.findContours(sil2, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    eps = float(rng.uniform(0.7, 1.6))
+    contours = list(contours) + _holes(fg, sil)
+    if clean:
+        eps = float(rng.uniform(*CLEAN_EPS))
+        sigma = float(rng.uniform(1.5, 3.5))
+        outline = [cv2.approxPolyDP(_smooth_closed(c, sigma), eps, closed=True) for c in contours]
+    else:
+        eps = float(rng.uniform(0.7, 1.6))
+        outline = [cv2.approxPolyDP(c, eps, closed=True) for c in contours]
     lines = np.zeros((WORK_H, WORK_W), np.uint8)
-    cv2.polylines(lines, [cv2.approxPolyDP(c, eps, closed=True) for c in contours], True, 1, 1)
+    cv2.polylines(lines, outline, True, 1, 1)
 
     # Main inner lines: Canny inside the silhouette, off skin, long fragments only.
     grey = cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY)
@@ -175,21 +239,37 @@ def _sketch_one(photo: np.ndarray, fg: np.ndarray, skin: np.ndarray, rng: np.ran
     n, labels, stats, _ = cv2.connectedComponentsWithStats(edges.astype(np.uint8), connectivity=8)
     keep_label = stats[:, cv2.CC_STAT_AREA] >= int(rng.integers(*MIN_LINE))
     keep_label[0] = False
-    if rng.random() < 0.5:  # leave out some inner lines altogether
+    if clean:  # only the longest few inner lines
+        keep_label[np.argsort(-np.where(keep_label, stats[:, cv2.CC_STAT_AREA], 0))[int(rng.integers(0, 4)):]] = False
+    elif rng.random() < 0.5:  # leave out some inner lines altogether
         keep_label &= rng.random(n) >= 0.25
     lines[keep_label[labels]] = 1
 
+    if clean:
+        width, gaps, wobble = USER_STROKE_WIDTH, 0, float(rng.uniform(0.0, 0.4))
+    else:
+        width = int(rng.choice(STROKE_WIDTHS, p=STROKE_WIDTH_P))
+        gaps, wobble = int(rng.poisson(1.5)), float(rng.uniform(0.3, 1.0))
     points = np.concatenate([c.reshape(-1, 2) for c in contours]) if contours else np.zeros((0, 2), int)
-    _erase_gaps(lines, points, rng, count=int(rng.poisson(1.5)))
-    width = int(rng.choice(STROKE_WIDTHS, p=STROKE_WIDTH_P))
+    _erase_gaps(lines, points, rng, count=gaps)
     ink = lines.astype(np.float32)
     if width > 1:
         ink = cv2.dilate(ink, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (width, width)))
-    return _render_ink(_wobble(ink, rng, amount=float(rng.uniform(0.3, 1.0))))
+    ink = _wobble(ink, rng, amount=wobble) if wobble > 0 else ink
+    if framed:
+        try:
+            return frame_strokes(ink > 0.3)
+        except SketchInputError:  # nothing found on this photo: the plain drawing (blank or specks)
+            pass
+    return _render_ink(ink)
 
 
-def photo_to_sketch(images: np.ndarray, seed: int = 0) -> np.ndarray:
+def photo_to_sketch(images: np.ndarray, seed: int = 0, framed: bool = False) -> np.ndarray:
     """Line drawings of catalog photos: uint8 (N, 80, 60, 3) -> uint8 (N, 80, 60), strokes 0 on 255.
+
+    ``framed``: each drawing is cropped to its strokes and redrawn as a user's drawing is
+    (``frame_strokes``), the form queries have; otherwise it keeps the photo's
+    framing, aligned with the photo (what pix2pix needs).
 
     Deterministic for a given (seed, position in ``images``); another seed gives
     another drawing of the same photo. OpenCV releases the GIL, so the images
@@ -207,7 +287,7 @@ def photo_to_sketch(images: np.ndarray, seed: int = 0) -> np.ndarray:
             chunk = images[lo:hi]
             fg, skin = _foreground(chunk), _skin(chunk)
             for j in range(hi - lo):
-                out[lo + j] = _sketch_one(chunk[j], fg[j], skin[j], np.random.default_rng((seed, lo + j)))
+                out[lo + j] = _sketch_one(chunk[j], fg[j], skin[j], np.random.default_rng((seed, lo + j)), framed)
 
     n = len(images)
     workers = max(1, min(os.cpu_count() or 1, 16, n // 64 or 1))
@@ -274,6 +354,14 @@ def normalise_sketch(img: Image.Image) -> np.ndarray:
     if factor > 1.0:
         size = (max(1, round(mask.shape[1] / factor)), max(1, round(mask.shape[0] / factor)))
         mask = cv2.resize(mask.astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0.05
+    return frame_strokes(mask)
+
+
+def frame_strokes(mask: np.ndarray) -> np.ndarray:
+    """Strokes (bool mask, any size) -> uint8 (80, 60): specks removed, cropped to the strokes with the margin,
+    padded to 60:80, thinned and redrawn with the user renderer's width. Queries and framed training sketches
+    both end here, so a model sees a drawing's shape, never its size or place on the paper.
+    """
     total = int(mask.sum())
     if total:
         mask = _remove_small(mask, min_area=max(4, int(0.005 * total)))

@@ -55,13 +55,17 @@ def resolve_profile(profiles: dict, name: str, overrides: dict | None = None):
 def _sketch_chunk(args) -> np.ndarray:
     from search.sketches import photo_to_sketch
 
-    images, seed = args
-    return photo_to_sketch(images, seed=seed)
+    images, seed, framed = args
+    return photo_to_sketch(images, seed=seed, framed=framed)
 
 
-def sketches_of(images: np.ndarray, seed: int) -> np.ndarray:
-    """Edge-map sketches of many photos, spread over the CPU cores (deterministic for a seed)."""
-    chunks = [(np.asarray(images[i : i + 2000]), seed * 100003 + i) for i in range(0, len(images), 2000)]
+def sketches_of(images: np.ndarray, seed: int, framed: bool = False) -> np.ndarray:
+    """Edge-map sketches of many photos, spread over the CPU cores (deterministic for a seed).
+
+    ``framed``: cropped to the strokes as a query is (the encoder's sketches, evaluation's queries);
+    otherwise aligned with the photos (pix2pix's pairs).
+    """
+    chunks = [(np.asarray(images[i : i + 2000]), seed * 100003 + i, framed) for i in range(0, len(images), 2000)]
     workers = min(len(chunks), os.cpu_count() or 1)
     if workers <= 1:
         return np.concatenate([_sketch_chunk(c) for c in chunks]) if chunks else np.zeros((0, 80, 60), np.uint8)
@@ -69,10 +73,16 @@ def sketches_of(images: np.ndarray, seed: int) -> np.ndarray:
         return np.concatenate(list(pool.map(_sketch_chunk, chunks)))
 
 
-def training_sketches(data: Dataset, variants: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Sketches of the train photos (``variants`` drawing styles, stacked when > 1) and of the val photos."""
-    train = [sketches_of(data.train.images, seed=1 + v) for v in range(variants)]
-    return (train[0] if variants == 1 else np.stack(train)), sketches_of(data.val.images, seed=99)
+def training_sketches(data: Dataset, variants: int = 1, only: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The encoder's sketches: (V, N, 80, 60) of the train photos (``variants`` drawings each; with ``only``,
+    of those train indices, the rest left blank) and (N, 80, 60) of the val photos, all framed as a query is
+    (cropped to the strokes and redrawn)."""
+    images = data.train.images
+    only = np.arange(len(images)) if only is None else np.asarray(only)
+    train = np.full((variants, *images.shape[:3]), 255, np.uint8)
+    for v in range(variants):
+        train[v, only] = sketches_of(images[only], seed=1 + v, framed=True)
+    return train, sketches_of(data.val.images, seed=99, framed=True)
 
 
 def train_role(role: str, data: Dataset, artifacts_dir: Path, *, profile: str, device: str | None,
@@ -80,10 +90,18 @@ def train_role(role: str, data: Dataset, artifacts_dir: Path, *, profile: str, d
     models_dir = artifacts_dir / "models"
     out = models_dir / MODEL_FILES[role]
     if role == "encoder":
-        from models.train_encoder import PROFILES, train_encoder
+        from models.train_encoder import PROFILES, train_encoder, training_subset
 
         prof = resolve_profile(PROFILES, profile, overrides)
-        train_sketches, val_sketches = training_sketches(data) if prof.sketch_fraction > 0 else (None, None)
+        train_sketches, val_sketches = None, None
+        if prof.sketch_fraction > 0:
+            only = training_subset(len(data.train.images), prof)  # draw only the photos it trains on
+            train_sketches, val_sketches = training_sketches(data, prof.sketch_variants, only)
+            from search.sketches import save_sketch_sheet
+
+            sheet = save_sketch_sheet(data.val.images, val_sketches, artifacts_dir / "reports" / "sketch-sheet.png")
+            print(f"training sketches: {len(train_sketches)} drawing(s) of each of {len(only)} train photos; "
+                  f"examples of validation photos in {sheet}")
         gallery = None
         if prof.name == "full":  # model selection on the deployment's view: val queries against the whole catalog
             gallery = (np.concatenate([data.train.images, data.test.images]),

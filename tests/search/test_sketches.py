@@ -122,3 +122,40 @@ def test_sketch_sheet_is_a_png(tmp_path):
     path = save_sketch_sheet(photos, photo_to_sketch(photos), tmp_path / "sheet.png", n=5)
     with Image.open(path) as img:
         assert img.format == "PNG" and img.width > img.height
+
+
+def bag_photos(scale: float) -> np.ndarray:
+    """A dark bag with a handle loop (background seen through it), its size ``scale`` of a full frame."""
+    img = Image.new("RGB", (60, 80), "white")
+    draw = ImageDraw.Draw(img)
+    cx, cy = 30, 40
+    w, h = 44 * scale, 60 * scale
+
+    def box(x0, y0, x1, y1):  # fractions of the bag's box -> pixels
+        return [cx + (x0 - 0.5) * w, cy + (y0 - 0.5) * h, cx + (x1 - 0.5) * w, cy + (y1 - 0.5) * h]
+
+    draw.ellipse(box(0.2, 0.0, 0.8, 0.7), fill=(60, 40, 30))  # the handle...
+    draw.ellipse(box(0.3, 0.1, 0.7, 0.6), fill="white")  # ...with its loop
+    draw.rectangle(box(0.0, 0.4, 1.0, 1.0), fill=(60, 40, 30))
+    return np.asarray(img)[None]
+
+
+def test_a_handle_loop_is_drawn_as_people_draw_it():
+    photo = bag_photos(1.0)
+    sketch = photo_to_sketch(photo, seed=0)[0]
+    # Ink around the loop's inside (between the handle and the body), not only the outline.
+    loop = ink(sketch)[14:30, 22:38]
+    assert loop.any()
+
+
+def test_framed_sketches_do_not_tell_the_products_size_or_place():
+    small, large = photo_to_sketch(bag_photos(0.65), seed=3), photo_to_sketch(bag_photos(1.0), seed=3)
+    assert ink(small[0]).sum() < 0.7 * ink(large[0]).sum()  # aligned with the photos: sizes differ
+    small_f = photo_to_sketch(bag_photos(0.65), seed=3, framed=True)[0]
+    large_f = photo_to_sketch(bag_photos(1.0), seed=3, framed=True)[0]
+    assert similar(small_f, large_f) > 0.5
+    rows, _ = np.nonzero(ink(small_f))
+    assert rows.max() - rows.min() > 60  # fills the frame like a normalised user drawing
+    # A framed training sketch and a user's upload of that same sketch come out alike.
+    assert similar(small_f, normalise_sketch(Image.fromarray(small[0]))) > 0.5
+
