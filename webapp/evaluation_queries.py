@@ -14,6 +14,7 @@ from pathlib import Path
 from webapp.queries import Query, QueryError, run
 from webapp.services import Filters
 
+MAX_ROWS = 200  # rows reported one by one (what each query found), for looking at small sets
 LEVELS = {"masterCategory": "master_category", "subCategory": "sub_category", "articleType": "category",
           "": "category"}
 
@@ -35,6 +36,7 @@ def evaluate_query_file(path: Path, k: int = 5) -> dict:
     sums: dict[tuple[str, str], list[float]] = defaultdict(list)
     found: dict[str, list[float]] = defaultdict(list)
     errors: list[str] = []
+    rows: list[dict] = []
     with path.open(newline="", encoding="utf-8-sig") as fh:
         for lineno, row in enumerate(csv.DictReader(fh), start=2):
             kind = (row.get("kind") or "photo").strip()
@@ -67,6 +69,9 @@ def evaluate_query_file(path: Path, k: int = 5) -> dict:
             if expected:
                 values = [getattr(h.item, field) for h in result.hits[:k]]
                 sums[(kind, level)].append(sum(v == expected for v in values) / k)
+                if len(rows) < MAX_ROWS:
+                    rows.append({"line": lineno, "query": row.get("query_image") or row.get("text") or "",
+                                 "expected": expected, "p_at_5": sums[(kind, level)][-1], "found": values})
             if expected_item:
                 found[kind].append(float(expected_item in [h.item.sku for h in result.hits[:10]]))
     out: dict = defaultdict(dict)
@@ -75,6 +80,7 @@ def evaluate_query_file(path: Path, k: int = 5) -> dict:
     for kind, hits in found.items():
         out[kind]["expected_item"] = {"r_at_10": sum(hits) / len(hits), "n": len(hits)}
     out = dict(out)
+    out["rows"] = rows
     if errors:
         out["errors"] = errors[:50]
         out["n_errors"] = len(errors)

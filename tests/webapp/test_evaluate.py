@@ -58,6 +58,10 @@ def test_evaluate_runs_an_external_query_file(searchable, tmp_path):
     assert queries["photo"]["articleType"]["n"] == 1 and queries["photo"]["articleType"]["p_at_5"] >= 0.8
     assert queries["photo"]["expected_item"] == {"r_at_10": 1.0, "n": 1}  # its own picture finds it
     assert queries["sketch"]["articleType"]["n"] == 1 and 0 <= queries["sketch"]["articleType"]["p_at_5"] <= 1
+    # each query that ran is listed with what it found, for looking at small sets such as docs/queries/drawn
+    drawn = next(r for r in queries["rows"] if r["query"] == "bag-drawn.png")
+    assert drawn["line"] == 3 and drawn["expected"] == "Handbags" and len(drawn["found"]) == 5
+    assert drawn["p_at_5"] == sum(c == "Handbags" for c in drawn["found"]) / 5
     # no text model here, a file that is not there, a row with nothing to expect: counted, not fatal
     assert queries["n_errors"] == 3 and any("line 6" in e and "expected" in e for e in queries["errors"])
 

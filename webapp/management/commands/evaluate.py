@@ -133,10 +133,14 @@ class Command(BaseCommand):
         return {**reranked, "rerank_weight": weight, "without_rerank": plain}
 
     def sketch_figures(self, report, store, labels, test_ids, test_labels, photos) -> np.ndarray | None:
-        """Sketches made from the held-out test photos, searched by each road. Returns the default road's vectors."""
+        """Sketches made from the held-out test photos, searched by each road. Returns the default road's vectors.
+
+        Each sketch is cropped to its strokes and redrawn as an uploaded drawing is, so the query tells the
+        product's shape only, not its size or place in the photo (which a person's drawing cannot tell).
+        """
         from search.train import sketches_of
 
-        sketches = sketches_of(photos, seed=7)
+        sketches = sketches_of(photos, seed=7, framed=True)
         models = get_models()
         out: dict = {"n": len(test_ids), "default": settings.SKETCH_ROAD}
         default_vectors = None
