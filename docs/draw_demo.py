@@ -1,7 +1,9 @@
-"""Draw four garments on the canvas of a running app with a mouse (Playwright + Debian chromium), save a
+"""Draw garments on the canvas of a running app with a mouse (Playwright + Debian chromium), save a
 screenshot of what each returned, and print the top-5 categories. Usage:
 
     python docs/draw_demo.py http://127.0.0.1:8000 docs/screenshots
+
+The same strokes, drawn into PNG files, are a query set for `evaluate --queries` (docs/drawn_queries.py).
 """
 
 import json
@@ -19,6 +21,12 @@ def ellipse(cx, cy, rx, ry, n=28):
     return [(cx + rx * math.cos(2 * math.pi * i / n), cy + ry * math.sin(2 * math.pi * i / n)) for i in range(n + 1)]
 
 
+def arc(cx, cy, rx, ry, start, stop, n=16):
+    """Points of an elliptic arc from ``start`` to ``stop`` degrees (0 = right, 90 = down)."""
+    return [(cx + rx * math.cos(math.radians(start + (stop - start) * i / n)),
+             cy + ry * math.sin(math.radians(start + (stop - start) * i / n))) for i in range(n + 1)]
+
+
 # Strokes in canvas units (0..1), as a person draws them: outlines first, a few inner lines.
 DRAWINGS = {
     "shoe": [[(0.08, 0.62), (0.12, 0.45), (0.30, 0.42), (0.45, 0.30), (0.58, 0.30), (0.66, 0.40), (0.88, 0.50),
@@ -32,7 +40,30 @@ DRAWINGS = {
     "sunglasses": [ellipse(0.30, 0.50, 0.16, 0.10), ellipse(0.70, 0.50, 0.16, 0.10),
                    [(0.46, 0.48), (0.50, 0.45), (0.54, 0.48)], [(0.14, 0.47), (0.04, 0.42)],
                    [(0.86, 0.47), (0.96, 0.42)]],
+    "watch": [ellipse(0.5, 0.5, 0.16, 0.16), [(0.42, 0.36), (0.42, 0.05)], [(0.58, 0.36), (0.58, 0.05)],
+              [(0.42, 0.64), (0.42, 0.95)], [(0.58, 0.64), (0.58, 0.95)], [(0.5, 0.5), (0.5, 0.40)],
+              [(0.5, 0.5), (0.57, 0.53)]],
+    "dress": [[(0.40, 0.08), (0.45, 0.14), (0.55, 0.14), (0.60, 0.08), (0.64, 0.30), (0.60, 0.42), (0.80, 0.92),
+               (0.20, 0.92), (0.40, 0.42), (0.36, 0.30), (0.40, 0.08)], [(0.40, 0.42), (0.60, 0.42)]],
+    "trousers": [[(0.30, 0.08), (0.70, 0.08), (0.76, 0.94), (0.56, 0.94), (0.50, 0.30), (0.44, 0.94), (0.24, 0.94),
+                  (0.30, 0.08)], [(0.30, 0.14), (0.70, 0.14)]],
+    "backpack": [[(0.28, 0.25)] + arc(0.5, 0.25, 0.22, 0.12, 180, 360)[1:] + [(0.72, 0.85), (0.28, 0.85), (0.28, 0.25)],
+                 [(0.34, 0.50), (0.66, 0.50), (0.66, 0.75), (0.34, 0.75), (0.34, 0.50)], arc(0.5, 0.12, 0.07, 0.06, 180, 360)],
+    "heels": [[(0.10, 0.40), (0.30, 0.45), (0.55, 0.62), (0.85, 0.66), (0.90, 0.72), (0.55, 0.72), (0.30, 0.60),
+               (0.18, 0.60), (0.16, 0.85), (0.12, 0.85), (0.10, 0.40)]],
+    "cap": [arc(0.45, 0.60, 0.28, 0.30, 180, 360) + [(0.92, 0.62), (0.17, 0.60)], [(0.45, 0.30), (0.45, 0.27)]],
+    "shirt": [[(0.36, 0.10), (0.50, 0.20), (0.64, 0.10), (0.90, 0.22), (0.94, 0.70), (0.82, 0.70), (0.76, 0.36),
+               (0.76, 0.92), (0.24, 0.92), (0.24, 0.36), (0.18, 0.70), (0.06, 0.70), (0.10, 0.22), (0.36, 0.10)],
+              [(0.36, 0.10), (0.42, 0.22), (0.50, 0.20), (0.58, 0.22), (0.64, 0.10)], [(0.50, 0.20), (0.50, 0.92)]],
+    "flip flops": [ellipse(0.30, 0.52, 0.12, 0.38), ellipse(0.70, 0.52, 0.12, 0.38),
+                   [(0.21, 0.45), (0.30, 0.28), (0.39, 0.45)], [(0.61, 0.45), (0.70, 0.28), (0.79, 0.45)]],
 }
+# What each drawing should find: (category, level), as `evaluate --queries` reads them.
+EXPECTED = {"shoe": ("Shoes", "subCategory"), "bag": ("Handbags", "articleType"), "t-shirt": ("Tshirts", "articleType"),
+            "sunglasses": ("Sunglasses", "articleType"), "watch": ("Watches", "articleType"),
+            "dress": ("Dresses", "articleType"), "trousers": ("Bottomwear", "subCategory"),
+            "backpack": ("Backpacks", "articleType"), "heels": ("Heels", "articleType"), "cap": ("Caps", "articleType"),
+            "shirt": ("Shirts", "articleType"), "flip flops": ("Flip Flops", "articleType")}
 
 
 def main(base: str, out: Path) -> None:
