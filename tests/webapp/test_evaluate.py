@@ -28,6 +28,8 @@ def test_evaluate_writes_every_figure_it_can_measure(searchable, settings, tmp_p
     assert report["sketch"]["default"] == "direct" and 0 <= report["sketch"]["direct"]["p_at_5"] <= 1
     for head in ("image_only", "fused"):
         assert 0 <= report["classifier"][head]["accuracy"] <= 1
+    # the search's own category guess for a photo (the image-only twin with Image2Vec's head)
+    assert 0 <= report["classifier"]["image_only"]["with_image2vec_head"]["accuracy"] <= 1
     # no captioner was trained: uploads copy the nearest title, and the report says so
     assert "lstm" not in report["captions"] and report["captions"]["in_use"] == "neighbour"
     assert report["models"]["encoder"].startswith("encoder-")

@@ -104,7 +104,7 @@ class Command(BaseCommand):
             self.text_figures(report, version, store, labels, test_ids, test_labels, [r[3] for r in test_rows],
                               sketch_vectors)
         if models.available("classifier") or models.available("classifier_image"):
-            self.classifier_figures(report, photos, test_rows)
+            self.classifier_figures(report, photos, test_rows, vectors)
         self.caption_figures(report, store, item_of, rows, test_ids, photos, [r[3] for r in test_rows])
         if queries:
             report["queries"] = evaluate_query_file(Path(queries))
@@ -237,7 +237,9 @@ class Command(BaseCommand):
             out[name] = total / max(len(sample), 1)
         return out
 
-    def classifier_figures(self, report, photos, test_rows) -> None:
+    def classifier_figures(self, report, photos, test_rows, vectors) -> None:
+        """Accuracy of the fused classifier and its image-only twin (same budget), and of the category guess
+        the search makes for a photo (``category_probs``: the twin averaged with Image2Vec's own head)."""
         from models.classifier import predict
 
         models = get_models()
@@ -258,6 +260,12 @@ class Command(BaseCommand):
             path = settings.ARTIFACTS_DIR / "reports" / ("confusion.png" if name == "fused" else "confusion-image.png")
             save_confusion(truth, np.array(names)[probs.argmax(1)], path, f"{name} classifier, test split")
             report["models"][role] = models.version(role)
+        if "image_only" in out:
+            guesses = []
+            for i in range(0, len(photos), 512):
+                guesses += [max(c, key=c.get) for c in models.category_probs(vectors[i : i + 512], photos[i : i + 512])]
+            truth = np.array([r[1] for r in test_rows])
+            out["image_only"]["with_image2vec_head"] = {"accuracy": float((np.array(guesses) == truth).mean())}
         report["classifier"] = out
 
     def caption_figures(self, report, store, item_of, rows, test_ids, photos, titles) -> None:
