@@ -29,6 +29,13 @@ def encode_texts(texts: list[str]) -> np.ndarray:
     return np.concatenate([model.encode_text(texts[i : i + 512]) for i in range(0, len(texts), 512)])
 
 
+def category_guesses(vectors: np.ndarray, photos: np.ndarray | None = None) -> list[dict[str, float]]:
+    """The search's likeliest categories of picture queries (``ModelSet.category_probs``), 512 at a time."""
+    models = get_models()
+    return [c for i in range(0, len(vectors), 512)
+            for c in models.category_probs(vectors[i : i + 512], None if photos is None else photos[i : i + 512])]
+
+
 def save_confusion(truth: np.ndarray, predicted: np.ndarray, path: Path, title: str, top: int = 25) -> None:
     """Row-normalised confusion matrix of the ``top`` most frequent true classes (the rest pooled as "other")."""
     import matplotlib
@@ -95,7 +102,10 @@ class Command(BaseCommand):
         photos = np.asarray(photos)
         vectors = np.asarray(store.vectors("image")[np.array(test_ids)])
         self.say(f"Photo queries: {len(test_ids)} test items against {store.count} indexed items...")
-        report["photo"] = {**self.ranked(store, vectors, test_labels, labels, test_ids, photos), "n": len(test_ids)}
+        # the search's category guess for each photo: re-ranks photo queries, and is scored as a classifier below
+        guesses = category_guesses(vectors, photos) if settings.RERANK_WEIGHT or models.available("classifier_image") else None
+        report["photo"] = {**self.ranked(store, vectors, test_labels, labels, test_ids, categories=guesses),
+                           "n": len(test_ids)}
         sample = vectors[:: max(1, len(vectors) // 1000)]
         report["ann"] = {"recall_at_10": ann_recall(store, sample), "n": len(sample), "backend": store.backend,
                          "parameters": store.describe(), "n_trees": version.n_trees, "search_k": store.search_k}
@@ -104,7 +114,7 @@ class Command(BaseCommand):
             self.text_figures(report, version, store, labels, test_ids, test_labels, [r[3] for r in test_rows],
                               sketch_vectors)
         if models.available("classifier") or models.available("classifier_image"):
-            self.classifier_figures(report, photos, test_rows, vectors)
+            self.classifier_figures(report, photos, test_rows, guesses)
         self.caption_figures(report, store, item_of, rows, test_ids, photos, [r[3] for r in test_rows])
         if queries:
             report["queries"] = evaluate_query_file(Path(queries))
@@ -117,17 +127,15 @@ class Command(BaseCommand):
             Path(json_path).write_text(text + "\n")
 
     @staticmethod
-    def ranked(store, vectors, test_labels, labels, test_ids, photos=None) -> dict:
+    def ranked(store, vectors, test_labels, labels, test_ids, categories=None) -> dict:
         """P@5/P@10 of picture queries as the search ranks them (re-ranked by category when
-        ``RERANK_WEIGHT`` > 0), and the same without re-ranking."""
+        ``RERANK_WEIGHT`` > 0; ``categories``: the queries' guesses, else from their vectors alone), and the
+        same without re-ranking."""
         weight = settings.RERANK_WEIGHT
         plain = precision_at_ks(store, vectors, test_labels, labels, exclude=test_ids)
         if not weight:
             return {**plain, "rerank_weight": 0.0}
-        models = get_models()
-        categories = []
-        for i in range(0, len(vectors), 512):
-            categories += models.category_probs(vectors[i : i + 512], None if photos is None else photos[i : i + 512])
+        categories = category_guesses(vectors) if categories is None else categories
         reranked = precision_at_ks(store, vectors, test_labels, labels, exclude=test_ids, categories=categories,
                                    weight=weight)
         return {**reranked, "rerank_weight": weight, "without_rerank": plain}
@@ -237,7 +245,7 @@ class Command(BaseCommand):
             out[name] = total / max(len(sample), 1)
         return out
 
-    def classifier_figures(self, report, photos, test_rows, vectors) -> None:
+    def classifier_figures(self, report, photos, test_rows, guesses) -> None:
         """Accuracy of the fused classifier and its image-only twin (same budget), and of the category guess
         the search makes for a photo (``category_probs``: the twin averaged with Image2Vec's own head)."""
         from models.classifier import predict
@@ -260,12 +268,10 @@ class Command(BaseCommand):
             path = settings.ARTIFACTS_DIR / "reports" / ("confusion.png" if name == "fused" else "confusion-image.png")
             save_confusion(truth, np.array(names)[probs.argmax(1)], path, f"{name} classifier, test split")
             report["models"][role] = models.version(role)
-        if "image_only" in out:
-            guesses = []
-            for i in range(0, len(photos), 512):
-                guesses += [max(c, key=c.get) for c in models.category_probs(vectors[i : i + 512], photos[i : i + 512])]
+        if "image_only" in out and guesses is not None:
+            best = np.array([max(c, key=c.get) for c in guesses])
             truth = np.array([r[1] for r in test_rows])
-            out["image_only"]["with_image2vec_head"] = {"accuracy": float((np.array(guesses) == truth).mean())}
+            out["image_only"]["with_image2vec_head"] = {"accuracy": float((best == truth).mean())}
         report["classifier"] = out
 
     def caption_figures(self, report, store, item_of, rows, test_ids, photos, titles) -> None:
