@@ -4,6 +4,8 @@ nearest-neighbour method, so the web app adds them.)"""
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -11,6 +13,37 @@ import numpy as np
 from search.engine import ModelSet, timed
 
 HEADS = ("category", "gender", "colour", "sub_category")
+# Without a title, the nearest catalog items vote on the category too: each of the NEIGHBOURS nearest (plain
+# cosine, no re-ranking) votes with weight exp((cosine - best cosine) / NEIGHBOUR_TEMPERATURE), so near-copies
+# outvote the merely similar; the vote (summing to 1) is added to the model's guess with NEIGHBOUR_WEIGHT.
+# Chosen on the validation split (``manage.py evaluate`` prints the sweep; README).
+NEIGHBOURS = 10
+NEIGHBOUR_TEMPERATURE = 0.02
+NEIGHBOUR_WEIGHT = 2.0
+
+
+def neighbour_vote(neighbours: Sequence[tuple[str, float]],
+                   temperature: float = NEIGHBOUR_TEMPERATURE) -> dict[str, float]:
+    """(category, cosine) of the nearest catalog items -> each category's share of their similarity-weighted
+    votes (``temperature`` 0: one vote each)."""
+    neighbours = [(c, float(s)) for c, s in neighbours if c]
+    if not neighbours:
+        return {}
+    best = max(s for _, s in neighbours)
+    votes: Counter = Counter()
+    for category, score in neighbours:
+        votes[category] += float(np.exp((score - best) / temperature)) if temperature else 1.0
+    total = sum(votes.values())
+    return {c: v / total for c, v in votes.items()}
+
+
+def blend_guess(guess: dict[str, float], vote: dict[str, float], weight: float = NEIGHBOUR_WEIGHT) -> dict[str, float]:
+    """A model's category probabilities plus ``weight`` x the neighbours' vote, renormalised to sum to 1."""
+    if not vote or not weight:
+        return dict(guess)
+    mixed = {c: guess.get(c, 0.0) + weight * vote.get(c, 0.0) for c in set(guess) | set(vote)}
+    total = sum(mixed.values()) or 1.0
+    return {c: p / total for c, p in mixed.items()}
 
 
 @dataclass
@@ -26,10 +59,12 @@ class Suggestion:
         return options[0][0] if options else ""
 
 
-def suggest_tags(models: ModelSet, image: np.ndarray, title: str = "", top: int = 3) -> Suggestion:
+def suggest_tags(models: ModelSet, image: np.ndarray, title: str = "", top: int = 3,
+                 neighbours: Sequence[tuple[str, float]] | None = None) -> Suggestion:
     """The fused classifier reads photo and title; without a title the image-only twin answers, its category
-    averaged with Image2Vec's own head (``ModelSet.category_probs``, the search's guess for a photo: on the
-    demo's models test accuracy 0.592 for the twin alone, 0.721 averaged; README)."""
+    averaged with Image2Vec's own head (``ModelSet.category_probs``, the search's guess for a photo) and, given
+    ``neighbours`` ((category, cosine) of the photo's nearest catalog items), blended with their vote
+    (``blend_guess``). Test accuracies of each step are in the README."""
     from models.classifier import cam_overlay, class_activation_map, predict
 
     timings: dict[str, float] = {}
@@ -48,6 +83,8 @@ def suggest_tags(models: ModelSet, image: np.ndarray, title: str = "", top: int 
     if role == "classifier_image" and models.available("encoder"):
         with timed(timings, "encoder"):
             guess = models.category_probs(models.embed_images(image[None]), image[None])[0]
+        if neighbours:
+            guess = blend_guess(guess, neighbour_vote(neighbours))
         tags["category"] = sorted(guess.items(), key=lambda kv: -kv[1])[:top]
     with timed(timings, "cam"):
         labels, top_label = list(names["category"]), tags["category"][0][0]

@@ -13,7 +13,7 @@ from django.db import transaction
 from PIL import Image
 
 from search.images import fit_to_model
-from search.tagging import Suggestion, suggest_tags
+from search.tagging import NEIGHBOURS, Suggestion, suggest_tags
 from webapp.models import Item
 from webapp.queries import QueryError, decode_upload, png_data_uri
 from webapp.services import get_models
@@ -62,27 +62,40 @@ def clean_title(title: str) -> str:
     return title
 
 
-def caption_draft(image: np.ndarray) -> tuple[str, str]:
+def nearest_items(image: np.ndarray, k: int = NEIGHBOURS) -> list[tuple[Item, float]]:
+    """A photo's nearest catalog items and their cosines (no category re-ranking; live additions included,
+    hidden items left out), or none while there is no index."""
+    from search.engine import Encoded
+    from webapp.services import SearchUnavailable, search_vector
+
+    models = get_models()
+    try:
+        result = search_vector(Encoded(models.embed_images(image[None])[0], "image", {}), k)
+    except SearchUnavailable:
+        return []
+    return [(hit.item, hit.score) for hit in result.hits]
+
+
+def caption_draft(image: np.ndarray, nearest: list[tuple[Item, float]] | None = None) -> tuple[str, str]:
     """A draft title for a photo without one: (text, method). The method is the one that won on BLEU
-    (settings.CAPTION_METHOD): ``neighbour`` copies the nearest catalog item's title, ``lstm`` generates."""
+    (settings.CAPTION_METHOD): ``neighbour`` copies the nearest catalog item's title (``nearest``, when the
+    caller has them), ``lstm`` generates."""
     models = get_models()
     if settings.CAPTION_METHOD == "lstm" and models.available("captioner"):
         return models.generate_caption(image), "lstm"
-    from webapp.services import SearchUnavailable, search_vector
-
-    try:
-        result = search_vector(models.encode_photo(image), 1)
-    except SearchUnavailable:
-        return "", ""
-    return (result.hits[0].item.title, "neighbour") if result.hits else ("", "")
+    nearest = nearest_items(image, 1) if nearest is None else nearest
+    return (nearest[0][0].title, "neighbour") if nearest else ("", "")
 
 
 def suggest(staged: StagedUpload, title: str) -> tuple[Suggestion, str, str]:
-    """Suggestions, their heatmap as a data URI, and a caption draft when there is no title."""
-    suggestion = suggest_tags(get_models(), staged.image, title)
+    """Suggestions, their heatmap as a data URI, and a caption draft when there is no title. Without a title
+    the photo's nearest catalog items vote on the category (``search.tagging.blend_guess``)."""
+    nearest = None if title else nearest_items(staged.image)
+    neighbours = [(item.category, score) for item, score in nearest] if nearest else None
+    suggestion = suggest_tags(get_models(), staged.image, title, neighbours=neighbours)
     heatmap = png_data_uri(suggestion.heatmap) if suggestion.heatmap is not None else ""
     if not title:
-        suggestion.title_draft, _method = caption_draft(staged.image)
+        suggestion.title_draft, _method = caption_draft(staged.image, nearest)
     return suggestion, heatmap, suggestion.title_draft
 
 

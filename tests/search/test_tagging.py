@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from search.tagging import suggest_tags
+from search.tagging import blend_guess, neighbour_vote, suggest_tags
 
 
 @pytest.fixture
@@ -34,3 +34,34 @@ def test_with_a_title_the_fused_classifier_answers(models):
     suggestion = suggest_tags(models, photo(), "Red leather handbag")
     assert suggestion.model == "fused"
     assert len(suggestion.tags["category"]) == 3
+
+
+def test_neighbour_vote_weighs_the_nearest_items_by_similarity():
+    near = [("Wallets", 0.95), ("Handbags", 0.90), ("Handbags", 0.90), ("", 0.99)]
+    assert neighbour_vote(near, temperature=0) == pytest.approx({"Handbags": 2 / 3, "Wallets": 1 / 3})
+    vote = neighbour_vote(near, temperature=0.02)  # 0.05 closer outweighs two votes: e^2.5 > 2
+    assert vote["Wallets"] == pytest.approx(1 / (1 + 2 * np.exp(-2.5))) and sum(vote.values()) == pytest.approx(1)
+    assert neighbour_vote([]) == {} and neighbour_vote([("", 0.5)]) == {}
+
+
+def test_blend_adds_the_vote_to_the_guess_and_renormalises():
+    guess = {"Wallets": 0.6, "Handbags": 0.4}
+    mixed = blend_guess(guess, {"Handbags": 1.0}, weight=0.5)
+    assert mixed == pytest.approx({"Wallets": 0.4, "Handbags": 0.6})
+    assert max(mixed, key=mixed.get) == "Handbags"
+    assert blend_guess(guess, {}, weight=0.5) == guess and blend_guess(guess, {"Handbags": 1.0}, weight=0) == guess
+    # a category only the neighbours name still counts
+    assert blend_guess({"Wallets": 1.0}, {"Clutches": 1.0}, weight=1.0) == {"Wallets": 0.5, "Clutches": 0.5}
+
+
+def test_without_a_title_the_neighbours_vote_moves_the_category(models):
+    image = photo()
+    plain = suggest_tags(models, image)
+    other = next(c for c in models.get("classifier_image").config.label_names["category"]
+                 if c != plain.best("category"))
+    voted = suggest_tags(models, image, neighbours=[(other, 0.9)] * 10)
+    guess = dict(plain.tags["category"])
+    probs = dict(voted.tags["category"])  # a unanimous vote (weight 2) lifts `other` to at least 2/3: the top
+    assert voted.best("category") == other and probs[other] >= 2 / 3 - 1e-9 > guess.get(other, 0.0)
+    # with a title the fused classifier answers alone
+    assert suggest_tags(models, image, "Red leather handbag", neighbours=[(other, 0.9)] * 10).model == "fused"

@@ -89,3 +89,29 @@ def test_page_errors_are_plain_words(staff_client, searchable):
     res = staff_client.post("/items/new/", {"action": "save", "token": "../../etc/passwd", "title": "x",
                                              "category": "Tshirts"})
     assert res.status_code == 400 and "invalid" in res.content.decode()
+
+
+def test_without_a_title_the_nearest_items_vote_and_lend_their_title(searchable, monkeypatch):
+    """An untitled upload asks the index once for its nearest items: they vote on the category and the
+    nearest one's title is the draft (the demo has no captioner)."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from webapp import uploads
+
+    staged = uploads.stage_upload(SimpleUploadedFile("bag.jpg", photo("Handbags").read(), "image/jpeg"))
+    nearest = uploads.nearest_items(staged.image)
+    assert len(nearest) == uploads.NEIGHBOURS and all(isinstance(i, Item) for i, _ in nearest)
+    assert [s for _, s in nearest] == sorted((s for _, s in nearest), reverse=True)
+    seen = {}
+    real = uploads.suggest_tags
+
+    def spy(models, image, title="", **kw):
+        seen.update(kw)
+        return real(models, image, title, **kw)
+
+    monkeypatch.setattr(uploads, "suggest_tags", spy)
+    suggestion, _heatmap, draft = uploads.suggest(staged, "")
+    assert seen["neighbours"] == [(i.category, s) for i, s in nearest]
+    assert draft == nearest[0][0].title and suggestion.model == "image-only"
+    uploads.suggest(staged, "Red bag")
+    assert seen["neighbours"] is None
