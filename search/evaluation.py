@@ -65,3 +65,29 @@ def text_query_figures(store: VectorStore, query_vectors: np.ndarray, texts: Seq
             precise[w] += sum(gallery_labels[h] == query_labels[i] for h in ids[:5]) / 5
     n = max(len(query_vectors), 1)
     return {w: {"r_at_10": found[w] / n, "p_at_5": precise[w] / n} for w in weights}
+
+
+def neighbour_categories(store: VectorStore, query_vectors: np.ndarray, gallery_labels: Sequence[str], k: int, *,
+                         exclude: Sequence[int] | None = None,
+                         space: str = "image") -> list[list[tuple[str, float]]]:
+    """(label, cosine) of each query's ``k`` nearest items (``exclude[i]``: query i's own id)."""
+    out = []
+    for i, vec in enumerate(query_vectors):
+        hits = [(h, s) for h, s in store.query(vec, k + 1, space=space) if exclude is None or h != exclude[i]]
+        out.append([(gallery_labels[h], s) for h, s in hits[:k]])
+    return out
+
+
+def guess_accuracy(guesses: Sequence[dict[str, float]], truth: Sequence[str],
+                   neighbours: Sequence[Sequence[tuple[str, float]]] | None = None, *, k: int = 10,
+                   weight: float = 0.0, temperature: float = 0.02) -> float:
+    """Accuracy of category guesses, each blended with the vote of its ``k`` nearest items' labels
+    (``search.tagging.neighbour_vote`` and ``blend_guess``; weight 0: the guesses alone)."""
+    from search.tagging import blend_guess, neighbour_vote
+
+    right = 0
+    for i, guess in enumerate(guesses):
+        if neighbours is not None and weight:
+            guess = blend_guess(guess, neighbour_vote(neighbours[i][:k], temperature), weight)
+        right += bool(guess) and max(guess, key=guess.get) == truth[i]
+    return right / max(len(guesses), 1)

@@ -30,6 +30,11 @@ def test_evaluate_writes_every_figure_it_can_measure(searchable, settings, tmp_p
         assert 0 <= report["classifier"][head]["accuracy"] <= 1
     # the search's own category guess for a photo (the image-only twin with Image2Vec's head)
     assert 0 <= report["classifier"]["image_only"]["with_image2vec_head"]["accuracy"] <= 1
+    # ... blended with its nearest items' vote (what an upload without a title gets), with the validation sweep
+    near = report["classifier"]["image_only"]["with_neighbours"]
+    assert 0 <= near["accuracy"] <= 1 and 0 <= near["vote_alone_accuracy"] <= 1
+    n_val = sum(split_of(sku) == "val" for sku in Item.objects.values_list("sku", flat=True))
+    assert near["sweep_validation"]["n"] == n_val and "k=10 temperature=0.02 weight=2.0" in near["sweep_validation"]
     # no captioner was trained: uploads copy the nearest title, and the report says so
     assert "lstm" not in report["captions"] and report["captions"]["in_use"] == "neighbour"
     assert report["models"]["encoder"].startswith("encoder-")

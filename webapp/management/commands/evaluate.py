@@ -16,7 +16,14 @@ from django.core.management.base import BaseCommand, CommandError
 
 from search.catalog import split_of
 from search.engine import SKETCH_ROADS
-from search.evaluation import ann_recall, precision_at_ks, recall_of_items, text_query_figures
+from search.evaluation import (
+    ann_recall,
+    guess_accuracy,
+    neighbour_categories,
+    precision_at_ks,
+    recall_of_items,
+    text_query_figures,
+)
 from search.fusion import fuse_scores
 from webapp.evaluation_queries import evaluate_query_file
 from webapp.models import Item
@@ -115,6 +122,9 @@ class Command(BaseCommand):
                               sketch_vectors)
         if models.available("classifier") or models.available("classifier_image"):
             self.classifier_figures(report, photos, test_rows, guesses)
+            if guesses is not None and "image_only" in report["classifier"]:
+                self.neighbour_figures(report["classifier"]["image_only"], store, labels, test_ids, vectors, guesses,
+                                       test_labels, rows, item_of)
         self.caption_figures(report, store, item_of, rows, test_ids, photos, [r[3] for r in test_rows])
         if queries:
             report["queries"] = evaluate_query_file(Path(queries))
@@ -273,6 +283,41 @@ class Command(BaseCommand):
             truth = np.array([r[1] for r in test_rows])
             out["image_only"]["with_image2vec_head"] = {"accuracy": float((best == truth).mean())}
         report["classifier"] = out
+
+    def neighbour_figures(self, out, store, labels, test_ids, vectors, guesses, test_labels, rows, item_of) -> None:
+        """The category of a photo uploaded without a title: the search's guess blended with the vote of its
+        nearest catalog items (``search.tagging``), at the served k and weight, and a sweep of both on the
+        validation split (how they were chosen)."""
+        from search.tagging import NEIGHBOUR_TEMPERATURE, NEIGHBOUR_WEIGHT, NEIGHBOURS
+
+        ks, weights, temperatures = (5, 10, 20), (1.0, 2.0, 4.0), (0.02, 0.05, 0.0)
+        served = {"k": NEIGHBOURS, "weight": NEIGHBOUR_WEIGHT, "temperature": NEIGHBOUR_TEMPERATURE}
+        self.say(f"Classifier (image-only) with the votes of the {NEIGHBOURS} nearest catalog items...")
+        near = neighbour_categories(store, vectors, labels, max(ks + (NEIGHBOURS,)), exclude=test_ids)
+        out["with_neighbours"] = {
+            "accuracy": guess_accuracy(guesses, test_labels, near, **served), **served,
+            "vote_alone_accuracy": guess_accuracy([{} for _ in test_ids], test_labels, near, k=NEIGHBOURS,
+                                                  weight=1.0, temperature=NEIGHBOUR_TEMPERATURE)}
+        val_ids = [i for i, pk in enumerate(item_of) if int(pk) in rows and split_of(rows[int(pk)][0]) == "val"]
+        if not val_ids:
+            return
+        self.say(f"Classifier (image-only): choosing k and weight of the neighbours' vote on {len(val_ids)} "
+                 "validation photos...")
+        from search.images import load_image_array
+
+        val_photos, _ok = load_image_array([Path(rows[int(item_of[i])][2]) for i in val_ids],
+                                           settings.ARTIFACTS_DIR / "cache")
+        val_vectors = np.asarray(store.vectors("image")[np.array(val_ids)])
+        val_guesses = category_guesses(val_vectors, np.asarray(val_photos))
+        val_labels = [labels[i] for i in val_ids]
+        val_near = neighbour_categories(store, val_vectors, labels, max(ks), exclude=val_ids)
+        sweep = {"n": len(val_ids), "0": guess_accuracy(val_guesses, val_labels)}
+        for k in ks:
+            for t in temperatures:
+                for w in weights:
+                    sweep[f"k={k} temperature={t} weight={w}"] = guess_accuracy(
+                        val_guesses, val_labels, val_near, k=k, weight=w, temperature=t)
+        out["with_neighbours"]["sweep_validation"] = sweep
 
     def caption_figures(self, report, store, item_of, rows, test_ids, photos, titles) -> None:
         """Caption drafts against the true titles (corpus BLEU-4): the LSTM vs copying the nearest item's title."""
