@@ -50,6 +50,7 @@ class Encoded:
     timings_ms: dict[str, float]
     generated: np.ndarray | None = None  # the GAN's image for a sketch query, uint8 (80, 60, 3)
     categories: dict[str, float] | None = None  # the query's likeliest articleTypes (``search.rerank``)
+    neighbour_vote: bool = False  # a photo: its nearest items' vote joins ``categories`` before re-ranking
 
 
 class ModelSet:
@@ -193,7 +194,7 @@ class ModelSet:
         if self.categories:
             with timed(timings, "classifier"):
                 categories = self.category_probs(vec[None], image[None])[0]
-        return Encoded(vec, "image", timings, categories=categories)
+        return Encoded(vec, "image", timings, categories=categories, neighbour_vote=categories is not None)
 
     def generate_images(self, sketches: np.ndarray) -> np.ndarray:
         """uint8 sketches (N, 80, 60) -> the GAN's photo-like images (N, 80, 60, 3)."""

@@ -246,6 +246,8 @@ def search_vector(encoded: Encoded, k: int, filters: Filters | None = None, excl
             fresh = [(pk, score + float(b)) for (pk, score), b in zip(fresh, bonus, strict=True)]
         hits.extend(Hit(items[pk], score) for pk, score in fresh)
         if categories and hits:
+            if encoded.neighbour_vote:
+                categories = rerank.with_vote(categories, [h.score for h in hits], [h.item.category for h in hits])
             scores = rerank.rerank_scores([h.score for h in hits], [h.item.category for h in hits], categories,
                                           settings.RERANK_WEIGHT)
             hits = [Hit(h.item, float(s)) for h, s in zip(hits, scores, strict=True)]

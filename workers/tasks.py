@@ -77,7 +77,7 @@ def encode_query_task(packed: dict, kind: str, road: str) -> dict:
     return {"vector": _pack(np.asarray(encoded.vector, np.float32)), "space": encoded.space,
             "timings_ms": encoded.timings_ms, "encoder_version": encoder_version,
             "generated": _pack(encoded.generated) if encoded.generated is not None else None,
-            "categories": encoded.categories}
+            "categories": encoded.categories, "neighbour_vote": encoded.neighbour_vote}
 
 
 def encode_with_version(data: bytes, kind: str, road: str = "", *, in_workers: bool | None = None,
@@ -110,7 +110,7 @@ def encode_with_version(data: bytes, kind: str, road: str = "", *, in_workers: b
     generated = _unpack(out["generated"]) if out["generated"] else None
     encoded = Encoded(_unpack(out["vector"]), out["space"],
                       {**timings, **out["timings_ms"], "queue": max(wall - worker_ms, 0.0)}, generated,
-                      out.get("categories"))
+                      out.get("categories"), bool(out.get("neighbour_vote")))
     return encoded, out["encoder_version"]
 
 

@@ -57,3 +57,19 @@ def test_precision_with_categories_reranks_as_the_search_does(two_kinds):
     unsure = precision_at_ks(store, vectors[:1], labels[:1], labels, ks=(5,), exclude=[0],
                              categories=[{"Tshirts": 0.5, "Tops": 0.5}])
     assert unsure["p_at_5"] == pytest.approx(0.4)  # no preference: the cosine order stands
+
+
+def test_a_photos_nearest_items_vote_before_re_ranking(two_kinds):
+    """The vote of the nearest candidates joins the guess: an unsure guess among 3 Tops and 5 Tshirts leans
+    to the nearer Tops (similarity-weighted, ``search.tagging``), and ``precision_at_ks(vote=True)`` ranks so."""
+    store, vectors, labels = two_kinds
+    hits = store.query(vectors[0], 20)[1:]
+    probs = rerank.with_vote({"Tshirts": 0.5, "Tops": 0.5}, [s for _, s in hits], [labels[h] for h, _ in hits])
+    assert probs["Tops"] > probs["Tshirts"] and sum(probs.values()) == pytest.approx(1.0)
+    assert rerank.with_vote(None, [0.9], ["Tops"]) is None
+    # the candidates' order does not matter: the nearest NEIGHBOURS vote
+    assert rerank.with_vote({"Tshirts": 0.5, "Tops": 0.5}, [s for _, s in hits][::-1],
+                            [labels[h] for h, _ in hits][::-1]) == pytest.approx(probs)
+    voted = precision_at_ks(store, vectors[:1], labels[:1], labels, ks=(5,), exclude=[0],
+                            categories=[{"Tshirts": 0.5, "Tops": 0.5}], vote=True)
+    assert voted["p_at_5"] == pytest.approx(0.4)  # the 3 Tops stay on top, as their cosines already put them

@@ -22,6 +22,8 @@ def test_evaluate_writes_every_figure_it_can_measure(searchable, settings, tmp_p
     # the search re-ranks picture queries by category; the report also gives the figures without
     assert report["photo"]["rerank_weight"] == settings.RERANK_WEIGHT > 0
     assert 0.5 < report["photo"]["without_rerank"]["p_at_5"] <= 1
+    assert 0.5 < report["photo"]["without_vote"]["p_at_5"] <= 1  # photos: re-ranked with the neighbours' vote
+    assert "without_vote" not in report["sketch"]["direct"]
     assert "without_rerank" in report["sketch"]["direct"]
     assert report["ann"]["backend"] == "ivf" and report["ann"]["parameters"].startswith("ivf nlist=")
     assert 0.9 <= report["ann"]["recall_at_10"] <= 1

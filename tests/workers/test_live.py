@@ -108,6 +108,7 @@ def test_live_item_without_a_text_space_keeps_words_for_the_reindex(searchable, 
 def test_picture_queries_are_re_ranked_by_their_likeliest_category(searchable, settings):
     """A photo query carries its likeliest categories (the encoder's head with the image-only classifier);
     among its nearest items, those of a likely category gain ``RERANK_WEIGHT`` times its probability."""
+    from search import rerank
     from search.engine import Encoded
     from tests.conftest import jpeg_bytes
     from webapp.services import search_vector
@@ -117,12 +118,16 @@ def test_picture_queries_are_re_ranked_by_their_likeliest_category(searchable, s
     encoded = encode_query(photo, "photo")
     assert encoded.categories and abs(sum(encoded.categories.values()) - 1.0) < 0.05
     assert list(encoded.categories) == sorted(encoded.categories, key=lambda c: -encoded.categories[c])
+    assert encoded.neighbour_vote  # a photo: its nearest items vote too
     plain = Encoded(encoded.vector, "image", {})
     settings.RERANK_WEIGHT = 0.5
     ranked = search_vector(encoded, 8).hits
-    cosine = {h.item.pk: h.score for h in search_vector(plain, 60).hits}
+    nearest = search_vector(plain, 60).hits
+    cosine = {h.item.pk: h.score for h in nearest}
+    probs = rerank.with_vote(encoded.categories, [h.score for h in nearest], [h.item.category for h in nearest])
+    assert probs != encoded.categories and sum(probs.values()) == pytest.approx(1.0)
     for hit in ranked:  # each score is its cosine plus the bonus of its category
-        bonus = 0.5 * encoded.categories.get(hit.item.category, 0.0)
+        bonus = 0.5 * probs.get(hit.item.category, 0.0)
         assert hit.score == pytest.approx(cosine[hit.item.pk] + bonus, abs=1e-4)
     assert [h.score for h in ranked] == sorted((h.score for h in ranked), reverse=True)
     # A made-up certainty about another category among the candidates lifts its nearest item by 0.5.

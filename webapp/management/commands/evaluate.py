@@ -111,7 +111,7 @@ class Command(BaseCommand):
         self.say(f"Photo queries: {len(test_ids)} test items against {store.count} indexed items...")
         # the search's category guess for each photo: re-ranks photo queries, and is scored as a classifier below
         guesses = category_guesses(vectors, photos) if settings.RERANK_WEIGHT or models.available("classifier_image") else None
-        report["photo"] = {**self.ranked(store, vectors, test_labels, labels, test_ids, categories=guesses),
+        report["photo"] = {**self.ranked(store, vectors, test_labels, labels, test_ids, categories=guesses, vote=True),
                            "n": len(test_ids)}
         sample = vectors[:: max(1, len(vectors) // 1000)]
         report["ann"] = {"recall_at_10": ann_recall(store, sample), "n": len(sample), "backend": store.backend,
@@ -137,18 +137,23 @@ class Command(BaseCommand):
             Path(json_path).write_text(text + "\n")
 
     @staticmethod
-    def ranked(store, vectors, test_labels, labels, test_ids, categories=None) -> dict:
+    def ranked(store, vectors, test_labels, labels, test_ids, categories=None, vote=False) -> dict:
         """P@5/P@10 of picture queries as the search ranks them (re-ranked by category when
-        ``RERANK_WEIGHT`` > 0; ``categories``: the queries' guesses, else from their vectors alone), and the
-        same without re-ranking."""
+        ``RERANK_WEIGHT`` > 0; ``categories``: the queries' guesses, else from their vectors alone; ``vote``:
+        photos, whose nearest items' vote joins the guess), and the same without re-ranking (and without
+        the vote)."""
         weight = settings.RERANK_WEIGHT
         plain = precision_at_ks(store, vectors, test_labels, labels, exclude=test_ids)
         if not weight:
             return {**plain, "rerank_weight": 0.0}
         categories = category_guesses(vectors) if categories is None else categories
         reranked = precision_at_ks(store, vectors, test_labels, labels, exclude=test_ids, categories=categories,
-                                   weight=weight)
-        return {**reranked, "rerank_weight": weight, "without_rerank": plain}
+                                   weight=weight, vote=vote)
+        out = {**reranked, "rerank_weight": weight, "without_rerank": plain}
+        if vote:
+            out["without_vote"] = precision_at_ks(store, vectors, test_labels, labels, exclude=test_ids,
+                                                  categories=categories, weight=weight)
+        return out
 
     def sketch_figures(self, report, store, labels, test_ids, test_labels, photos) -> np.ndarray | None:
         """Sketches made from the held-out test photos, searched by each road. Returns the default road's vectors.
