@@ -11,6 +11,7 @@ from django.shortcuts import get_object_or_404
 from ninja import File, Form, NinjaAPI, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.files import UploadedFile
+from pydantic import Field
 
 from search.engine import ModelMissingError
 from webapp import queries, ratelimit, uploads
@@ -143,12 +144,21 @@ class TagOut(Schema):
     confidence: float
 
 
+class NeighbourOut(Schema):
+    id: int
+    category: str
+    similarity: float
+    image_url: str
+
+
 class SuggestionOut(Schema):
     model: str
     tags: dict[str, list[TagOut]]
     heatmap: str
     title_draft: str
     timings_ms: dict[str, float]
+    neighbours: list[NeighbourOut] = Field(
+        default_factory=list, description="without a title: the nearest catalog items, which voted on the category")
 
 
 class ItemCreatedOut(Schema):
@@ -156,11 +166,13 @@ class ItemCreatedOut(Schema):
     suggestion: SuggestionOut
 
 
-def suggestion_out(suggestion, heatmap: str) -> dict:
+def suggestion_out(request, suggestion, heatmap: str, nearest=()) -> dict:
     return {"model": suggestion.model, "heatmap": heatmap, "title_draft": suggestion.title_draft,
             "timings_ms": {k: round(v, 2) for k, v in suggestion.timings_ms.items()},
             "tags": {h: [{"label": lab, "confidence": round(p, 4)} for lab, p in opts]
-                     for h, opts in suggestion.tags.items()}}
+                     for h, opts in suggestion.tags.items()},
+            "neighbours": [{"id": item.pk, "category": item.category, "similarity": round(score, 4),
+                            "image_url": request.build_absolute_uri(item.image_url)} for item, score in nearest]}
 
 
 def item_out(request, item: Item) -> dict:
@@ -175,10 +187,10 @@ def suggest_item(request, image: File[UploadedFile], title: Form[str] = ""):
     title = uploads.clean_title(title)
     staged = uploads.stage_upload(image)
     try:
-        suggestion, heatmap, _draft = uploads.suggest(staged, title)
+        suggestion, heatmap, _draft, nearest = uploads.suggest(staged, title)
     finally:
         staged.path.unlink(missing_ok=True)
-    return suggestion_out(suggestion, heatmap)
+    return suggestion_out(request, suggestion, heatmap, nearest)
 
 
 @api.post("/items", auth=STAFF, response={201: ItemCreatedOut, 400: ErrorOut, 401: ErrorOut, 503: ErrorOut},
@@ -188,13 +200,13 @@ def create_item(request, image: File[UploadedFile], title: Form[str] = "", categ
     title = uploads.clean_title(title)
     staged = uploads.stage_upload(image)
     try:
-        suggestion, heatmap, draft = uploads.suggest(staged, title)
+        suggestion, heatmap, draft, nearest = uploads.suggest(staged, title)
         item = uploads.save_item(staged, title=title or draft, category=category or suggestion.best("category"),
                                  gender=gender or suggestion.best("gender"), colour=colour or suggestion.best("colour"),
                                  sku=sku)
     finally:
         staged.path.unlink(missing_ok=True)
-    return 201, {"item": item_out(request, item), "suggestion": suggestion_out(suggestion, heatmap)}
+    return 201, {"item": item_out(request, item), "suggestion": suggestion_out(request, suggestion, heatmap, nearest)}
 
 
 @api.get("/health", summary="Liveness probe for the API")

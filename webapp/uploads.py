@@ -87,16 +87,17 @@ def caption_draft(image: np.ndarray, nearest: list[tuple[Item, float]] | None = 
     return (nearest[0][0].title, "neighbour") if nearest else ("", "")
 
 
-def suggest(staged: StagedUpload, title: str) -> tuple[Suggestion, str, str]:
-    """Suggestions, their heatmap as a data URI, and a caption draft when there is no title. Without a title
-    the photo's nearest catalog items vote on the category (``search.tagging.blend_guess``)."""
-    nearest = None if title else nearest_items(staged.image)
-    neighbours = [(item.category, score) for item, score in nearest] if nearest else None
+def suggest(staged: StagedUpload, title: str) -> tuple[Suggestion, str, str, list[tuple[Item, float]]]:
+    """Suggestions, their heatmap as a data URI, a caption draft when there is no title, and the nearest
+    catalog items with their cosines. Without a title those items vote on the category
+    (``search.tagging.blend_guess``), so the page shows them beside the suggestion."""
+    nearest = [] if title else nearest_items(staged.image)
+    neighbours = [(item.category, score) for item, score in nearest] or None
     suggestion = suggest_tags(get_models(), staged.image, title, neighbours=neighbours)
     heatmap = png_data_uri(suggestion.heatmap) if suggestion.heatmap is not None else ""
     if not title:
         suggestion.title_draft, _method = caption_draft(staged.image, nearest)
-    return suggestion, heatmap, suggestion.title_draft
+    return suggestion, heatmap, suggestion.title_draft, nearest
 
 
 def save_item(staged: StagedUpload, *, title: str, category: str, gender: str = "", colour: str = "",

@@ -75,6 +75,7 @@ def test_page_flow_suggest_then_confirm(staff_client, searchable):
     html = res.content.decode()
     assert res.status_code == 200 and 'name="token"' in html and "data:image/png;base64," in html
     assert "image-only" in html  # no title: the image-only twin answered
+    assert html.count('class="card"') == 10 and "Nearest catalog items" in html  # ... and the nearest items voted
     token = html.split('name="token" value="')[1].split('"')[0]
     res = staff_client.post("/items/new/", {"action": "save", "token": token, "title": "New bag",
                                              "category": "Handbags", "gender": "Women", "colour": "Red"})
@@ -110,8 +111,24 @@ def test_without_a_title_the_nearest_items_vote_and_lend_their_title(searchable,
         return real(models, image, title, **kw)
 
     monkeypatch.setattr(uploads, "suggest_tags", spy)
-    suggestion, _heatmap, draft = uploads.suggest(staged, "")
+    suggestion, _heatmap, draft, shown = uploads.suggest(staged, "")
+    assert shown == nearest
     assert seen["neighbours"] == [(i.category, s) for i, s in nearest]
     assert draft == nearest[0][0].title and suggestion.model == "image-only"
     uploads.suggest(staged, "Red bag")
     assert seen["neighbours"] is None
+
+
+def test_api_suggest_lists_the_voting_neighbours_only_without_a_title(client, searchable, django_user_model):
+    user = django_user_model.objects.create_user("bot2", is_staff=True)
+    key = secrets.token_hex(20)
+    ApiToken.objects.create(key=key, user=user)
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {key}"}
+    body = client.post("/api/items/suggest", {"image": photo("Handbags")}, **auth).json()
+    near = body["neighbours"]
+    assert len(near) == 10 and body["model"] == "image-only"
+    assert [n["similarity"] for n in near] == sorted((n["similarity"] for n in near), reverse=True)
+    assert all(Item.objects.get(pk=n["id"]).category == n["category"] for n in near)
+    assert client.get(near[0]["image_url"]).status_code == 200
+    titled = client.post("/api/items/suggest", {"image": photo("Handbags"), "title": "Red bag"}, **auth).json()
+    assert titled["neighbours"] == [] and titled["model"] == "fused"

@@ -31,9 +31,9 @@ def new_item(request):
         if not request.FILES.get("image"):
             raise QueryError("choose a product photo to upload")
         staged = uploads.stage_upload(request.FILES["image"])
-        suggestion, heatmap, draft = uploads.suggest(staged, title)
+        suggestion, heatmap, draft, nearest = uploads.suggest(staged, title)
         context.update(step="confirm", token=staged.token, title=title or draft, title_draft=draft,
-                       suggestion=suggestion, heatmap=heatmap)
+                       suggestion=suggestion, heatmap=heatmap, nearest=nearest)
         return render(request, "webapp/item_new.html", context)
     except (QueryError, ModelMissingError) as exc:
         context["error"] = str(exc)
