@@ -51,6 +51,25 @@ def analyse(text: str) -> list[str]:
     return words + [f"{a} {b}" for a, b in zip(words, words[1:])]
 
 
+def _folded(word: str) -> str:
+    word = unicodedata.normalize("NFKD", word.lower())
+    return _fold("".join(c for c in word if not unicodedata.combining(c)))
+
+
+def matched_words(title: str, query: str) -> list[tuple[str, bool]]:
+    """The title cut into pieces, each flagged when it is a word the query has (folded as ``analyse``
+    folds them), so that a page can mark what matched; the pieces joined give the title back."""
+    wanted = {_folded(w) for w in WORD.findall(query or "")}
+    pieces: list[tuple[str, bool]] = []
+    last = 0
+    for m in WORD.finditer(title or ""):
+        if _folded(m.group()) in wanted:
+            pieces += [(title[last:m.start()], False), (m.group(), True)]
+            last = m.end()
+    pieces.append(((title or "")[last:], False))
+    return [(text, hit) for text, hit in pieces if text]
+
+
 def _counter(vocabulary: dict[str, int] | None = None) -> CountVectorizer:
     return CountVectorizer(analyzer=analyse, binary=True, dtype=np.float32, vocabulary=vocabulary)
 

@@ -80,3 +80,13 @@ def test_hybrid_rank_keeps_to_the_allowed_items(store):
     allowed[[0, 6]] = True  # e.g. only Puma's items pass a filter
     ranked = hybrid_rank(store, vectors[2], titles.scores("titan silver watch"), 5, weight=5.0, allowed=allowed)
     assert {i for i, _ in ranked} <= {0, 6}
+
+
+def test_matched_words_cut_the_title_where_the_query_words_are():
+    from search.lexical import matched_words
+
+    pieces = matched_words("Nike Men Black Running Shoes", "black SHOE")
+    assert pieces == [("Nike Men ", False), ("Black", True), (" Running ", False), ("Shoes", True)]
+    assert "".join(t for t, _ in pieces) == "Nike Men Black Running Shoes"
+    assert matched_words("Café Dress", "cafe dresses") == [("Café", True), (" ", False), ("Dress", True)]
+    assert matched_words("Red Bag", "") == [("Red Bag", False)] and matched_words("", "red") == []

@@ -90,3 +90,14 @@ def test_a_photo_with_words_brings_the_title_match_too(client, searchable_with_t
     photo.seek(0)
     again = client.post("/api/search", {"photo": photo, "text": target.title, "k": 20}).json()
     assert target.pk not in [r["id"] for r in again["results"]] and len(again["results"]) == 20
+
+
+def test_the_page_without_javascript_marks_the_words_a_title_shares(client, searchable_with_text):
+    item = Item.objects.order_by("pk").first()
+    word = item.title.split()[0]
+    res = client.post("/", {"text": f"{word} <script>"})
+    html = res.content.decode()
+    assert res.status_code == 200 and f"<mark>{word}</mark>" in html
+    assert "<script>" not in html.split('class="results"')[1]  # the query is escaped, never markup
+    plain = client.get(f"/items/{item.pk}/").content.decode()  # similar items: no words, no marks
+    assert "<mark>" not in plain

@@ -20,12 +20,13 @@ def facets() -> dict:
 
 @require_http_methods(["GET", "POST"])
 def home(request):
-    context = {"item_count": Item.objects.filter(hidden=False).count(),
+    context = {"item_count": Item.objects.filter(hidden=False).count(), "query_text": "",
                "index": IndexVersion.objects.filter(is_active=True).first(), **facets()}
     if request.method == "POST":
         filters = Filters(category=request.POST.get("category", ""), gender=request.POST.get("gender", ""),
                           colour=request.POST.get("colour", ""))
         context["filters"] = filters
+        context["query_text"] = request.POST.get("text", "")
         try:
             query = Query(photo=request.FILES.get("photo"), sketch=request.FILES.get("sketch"),
                           text=request.POST.get("text", ""), road=request.POST.get("road", ""), k=clamp_k(None),
