@@ -43,17 +43,20 @@ def _fold(word: str) -> str:
     return word
 
 
+def _plain(text: str) -> str:
+    """Lower case, accents removed."""
+    text = unicodedata.normalize("NFKD", (text or "").lower())
+    return "".join(c for c in text if not unicodedata.combining(c))
+
+
 def analyse(text: str) -> list[str]:
     """Terms of a title or a query: words (case and accents folded, plurals folded) and adjacent word pairs."""
-    text = unicodedata.normalize("NFKD", (text or "").lower())
-    text = "".join(c for c in text if not unicodedata.combining(c))
-    words = [_fold(w) for w in WORD.findall(text)]
+    words = [_fold(w) for w in WORD.findall(_plain(text))]
     return words + [f"{a} {b}" for a, b in zip(words, words[1:])]
 
 
 def _folded(word: str) -> str:
-    word = unicodedata.normalize("NFKD", word.lower())
-    return _fold("".join(c for c in word if not unicodedata.combining(c)))
+    return _fold(_plain(word))
 
 
 def matched_words(title: str, query: str) -> list[tuple[str, bool]]:

@@ -60,11 +60,12 @@ class Suggestion:
 
 
 def suggest_tags(models: ModelSet, image: np.ndarray, title: str = "", top: int = 3,
-                 neighbours: Sequence[tuple[str, float]] | None = None) -> Suggestion:
+                 neighbours: Sequence[tuple[str, float]] | None = None, vector: np.ndarray | None = None) -> Suggestion:
     """The fused classifier reads photo and title; without a title the image-only twin answers, its category
     averaged with Image2Vec's own head (``ModelSet.category_probs``, the search's guess for a photo) and, given
     ``neighbours`` ((category, cosine) of the photo's nearest catalog items), blended with their vote
-    (``blend_guess``). Test accuracies of each step are in the README."""
+    (``blend_guess``). ``vector``: the photo's Image2Vec vector when the caller has it. Test accuracies of each
+    step are in the README."""
     from models.classifier import cam_overlay, class_activation_map, predict
 
     timings: dict[str, float] = {}
@@ -82,7 +83,8 @@ def suggest_tags(models: ModelSet, image: np.ndarray, title: str = "", top: int 
         tags[head] = [(names[head][i], float(p[0][i])) for i in order]
     if role == "classifier_image" and models.available("encoder"):
         with timed(timings, "encoder"):
-            guess = models.category_probs(models.embed_images(image[None]), image[None])[0]
+            vector = models.embed_images(image[None])[0] if vector is None else vector
+            guess = models.category_probs(vector[None], image[None])[0]
         if neighbours:
             guess = blend_guess(guess, neighbour_vote(neighbours))
         tags["category"] = sorted(guess.items(), key=lambda kv: -kv[1])[:top]

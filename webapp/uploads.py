@@ -62,38 +62,39 @@ def clean_title(title: str) -> str:
     return title
 
 
-def nearest_items(image: np.ndarray, k: int = NEIGHBOURS) -> list[tuple[Item, float]]:
-    """A photo's nearest catalog items and their cosines (no category re-ranking; live additions included,
-    hidden items left out), or none while there is no index."""
+def nearest_items(vector: np.ndarray, k: int = NEIGHBOURS) -> list[tuple[Item, float]]:
+    """The nearest catalog items of a photo's vector and their cosines (no category re-ranking; live additions
+    included, hidden items left out), or none while there is no index."""
     from search.engine import Encoded
     from webapp.services import SearchUnavailable, search_vector
 
-    models = get_models()
     try:
-        result = search_vector(Encoded(models.embed_images(image[None])[0], "image", {}), k)
+        result = search_vector(Encoded(vector, "image", {}), k)
     except SearchUnavailable:
         return []
     return [(hit.item, hit.score) for hit in result.hits]
 
 
-def caption_draft(image: np.ndarray, nearest: list[tuple[Item, float]] | None = None) -> tuple[str, str]:
+def caption_draft(image: np.ndarray, nearest: list[tuple[Item, float]]) -> tuple[str, str]:
     """A draft title for a photo without one: (text, method). The method is the one that won on BLEU
-    (settings.CAPTION_METHOD): ``neighbour`` copies the nearest catalog item's title (``nearest``, when the
-    caller has them), ``lstm`` generates."""
+    (settings.CAPTION_METHOD): ``neighbour`` copies the title of the nearest catalog item (of ``nearest``),
+    ``lstm`` generates."""
     models = get_models()
     if settings.CAPTION_METHOD == "lstm" and models.available("captioner"):
         return models.generate_caption(image), "lstm"
-    nearest = nearest_items(image, 1) if nearest is None else nearest
     return (nearest[0][0].title, "neighbour") if nearest else ("", "")
 
 
 def suggest(staged: StagedUpload, title: str) -> tuple[Suggestion, str, str, list[tuple[Item, float]]]:
     """Suggestions, their heatmap as a data URI, a caption draft when there is no title, and the nearest
     catalog items with their cosines. Without a title those items vote on the category
-    (``search.tagging.blend_guess``), so the page shows them beside the suggestion."""
-    nearest = [] if title else nearest_items(staged.image)
+    (``search.tagging.blend_guess``), so the page shows them beside the suggestion; the photo is embedded once
+    for both."""
+    models = get_models()
+    vector = None if title or not models.available("encoder") else models.embed_images(staged.image[None])[0]
+    nearest = [] if vector is None else nearest_items(vector)
     neighbours = [(item.category, score) for item, score in nearest] or None
-    suggestion = suggest_tags(get_models(), staged.image, title, neighbours=neighbours)
+    suggestion = suggest_tags(models, staged.image, title, neighbours=neighbours, vector=vector)
     heatmap = png_data_uri(suggestion.heatmap) if suggestion.heatmap is not None else ""
     if not title:
         suggestion.title_draft, _method = caption_draft(staged.image, nearest)

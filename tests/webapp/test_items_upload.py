@@ -98,9 +98,11 @@ def test_without_a_title_the_nearest_items_vote_and_lend_their_title(searchable,
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     from webapp import uploads
+    from webapp.services import get_models
 
     staged = uploads.stage_upload(SimpleUploadedFile("bag.jpg", photo("Handbags").read(), "image/jpeg"))
-    nearest = uploads.nearest_items(staged.image)
+    vector = get_models().embed_images(staged.image[None])[0]
+    nearest = uploads.nearest_items(vector)
     assert len(nearest) == uploads.NEIGHBOURS and all(isinstance(i, Item) for i, _ in nearest)
     assert [s for _, s in nearest] == sorted((s for _, s in nearest), reverse=True)
     seen = {}
@@ -114,6 +116,7 @@ def test_without_a_title_the_nearest_items_vote_and_lend_their_title(searchable,
     suggestion, _heatmap, draft, shown = uploads.suggest(staged, "")
     assert shown == nearest
     assert seen["neighbours"] == [(i.category, s) for i, s in nearest]
+    np.testing.assert_allclose(seen["vector"], vector, atol=1e-6)  # embedded once, for the search and the tags
     assert draft == nearest[0][0].title and suggestion.model == "image-only"
     uploads.suggest(staged, "Red bag")
     assert seen["neighbours"] is None
