@@ -164,10 +164,12 @@ class ModelSet:
             return embed_array(self.encoder(), images, torch.device(self.device), batch_size=batch_size,
                                flip_average=True)
 
-    def category_probs(self, vectors: np.ndarray, images: np.ndarray | None = None) -> list[dict[str, float]]:
+    def category_probs(self, vectors: np.ndarray, images: np.ndarray | None = None,
+                       classifier_probs: np.ndarray | None = None) -> list[dict[str, float]]:
         """The likeliest articleTypes of picture queries (``search.rerank``), from their Image2Vec vectors:
         the encoder's cosine head, averaged for photos (``images``, uint8 (N, 80, 60, 3)) with the
-        image-only classifier's flip-averaged prediction when that model is trained on the same classes."""
+        image-only classifier's flip-averaged prediction when that model is trained on the same classes
+        (``classifier_probs``: that prediction, (N, C), when the caller has already made it)."""
         import torch
 
         from search.rerank import top_categories
@@ -178,12 +180,14 @@ class ModelSet:
             weight = torch.nn.functional.normalize(encoder.class_weight.float(), dim=1).cpu()
             logits = encoder.config.scale * (torch.as_tensor(np.asarray(vectors, np.float32)) @ weight.t())
             probs = logits.softmax(dim=1).numpy()
-            if images is not None and self.available("classifier_image"):
+            if (images is not None or classifier_probs is not None) and self.available("classifier_image"):
                 from models.classifier import MAIN_HEAD, predict
 
                 classifier = self.get("classifier_image")
                 if list(classifier.config.label_names[MAIN_HEAD]) == list(names):
-                    probs = (probs + predict(classifier, images, flip_average=True)[MAIN_HEAD]) / 2
+                    if classifier_probs is None:
+                        classifier_probs = predict(classifier, images, flip_average=True)[MAIN_HEAD]
+                    probs = (probs + classifier_probs) / 2
         return top_categories(probs, names)
 
     def encode_photo(self, image: np.ndarray) -> Encoded:

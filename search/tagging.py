@@ -66,7 +66,7 @@ def suggest_tags(models: ModelSet, image: np.ndarray, title: str = "", top: int 
     ``neighbours`` ((category, cosine) of the photo's nearest catalog items), blended with their vote
     (``blend_guess``). ``vector``: the photo's Image2Vec vector when the caller has it. Test accuracies of each
     step are in the README."""
-    from models.classifier import cam_overlay, class_activation_map, predict
+    from models.classifier import MAIN_HEAD, cam_overlay, class_activation_map, predict
 
     timings: dict[str, float] = {}
     title = (title or "").strip()
@@ -74,17 +74,18 @@ def suggest_tags(models: ModelSet, image: np.ndarray, title: str = "", top: int 
     if not models.available(role):
         role = "classifier" if models.available("classifier") else "classifier_image"
     classifier = models.get(role)
-    with timed(timings, "classifier"):
-        probs = predict(classifier, image[None], [title] if title else None)
+    image_only = role == "classifier_image"
+    with timed(timings, "classifier"):  # the twin mirror-averaged, as the search's guess for a photo reads it
+        probs = predict(classifier, image[None], [title] if title else None, flip_average=image_only)
     names = classifier.config.label_names
     tags = {}
     for head, p in probs.items():
         order = np.argsort(-p[0])[:top]
         tags[head] = [(names[head][i], float(p[0][i])) for i in order]
-    if role == "classifier_image" and models.available("encoder"):
+    if image_only and models.available("encoder"):
         with timed(timings, "encoder"):
             vector = models.embed_images(image[None])[0] if vector is None else vector
-            guess = models.category_probs(vector[None], image[None])[0]
+            guess = models.category_probs(vector[None], classifier_probs=probs[MAIN_HEAD])[0]
         if neighbours:
             guess = blend_guess(guess, neighbour_vote(neighbours))
         tags["category"] = sorted(guess.items(), key=lambda kv: -kv[1])[:top]
@@ -93,4 +94,4 @@ def suggest_tags(models: ModelSet, image: np.ndarray, title: str = "", top: int 
         best = labels.index(top_label) if top_label in labels else int(np.argmax(probs["category"][0]))
         cam = class_activation_map(classifier, image[None], "category", best)[0]
         heatmap = cam_overlay(image, cam)
-    return Suggestion("fused" if role == "classifier" else "image-only", tags, heatmap, "", timings)
+    return Suggestion("image-only" if image_only else "fused", tags, heatmap, "", timings)

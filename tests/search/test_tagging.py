@@ -30,6 +30,26 @@ def test_without_a_title_the_category_is_the_searchs_photo_guess(models):
     assert suggestion.heatmap.shape == (80, 60, 3) and suggestion.heatmap.dtype == np.uint8
 
 
+def test_without_a_title_the_twin_runs_once(models, monkeypatch):
+    """Its mirror-averaged prediction serves both its own heads and the search's guess."""
+    import models.classifier as classifier_module
+
+    calls = []
+    real = classifier_module.predict
+
+    def counting(model, *args, **kwargs):
+        calls.append(kwargs.get("flip_average", False))
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(classifier_module, "predict", counting)
+    image = photo()
+    suggestion = suggest_tags(models, image, vector=models.embed_images(image[None])[0])
+    assert calls == [True]
+    calls.clear()
+    guess = models.category_probs(models.embed_images(image[None]), image[None])[0]  # made here: a second run
+    assert calls == [True] and suggestion.tags["category"] == sorted(guess.items(), key=lambda kv: -kv[1])[:3]
+
+
 def test_with_a_title_the_fused_classifier_answers(models):
     suggestion = suggest_tags(models, photo(), "Red leather handbag")
     assert suggestion.model == "fused"
