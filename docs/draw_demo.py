@@ -57,6 +57,26 @@ DRAWINGS = {
               [(0.36, 0.10), (0.42, 0.22), (0.50, 0.20), (0.58, 0.22), (0.64, 0.10)], [(0.50, 0.20), (0.50, 0.92)]],
     "flip flops": [ellipse(0.30, 0.52, 0.12, 0.38), ellipse(0.70, 0.52, 0.12, 0.38),
                    [(0.21, 0.45), (0.30, 0.28), (0.39, 0.45)], [(0.61, 0.45), (0.70, 0.28), (0.79, 0.45)]],
+    # Second and third drawings of the four kinds, in other shapes and with the details people add
+    # (a flap line, laces, a neckline), so that one drawing's luck does not decide a kind.
+    "bag 2": [[(0.15, 0.45), (0.85, 0.45), (0.90, 0.88), (0.10, 0.88), (0.15, 0.45)],
+              arc(0.5, 0.45, 0.22, 0.28, 180, 360), [(0.13, 0.58), (0.87, 0.58)]],
+    "bag 3": [[(0.18, 0.38), (0.82, 0.38), (0.82, 0.88), (0.18, 0.88), (0.18, 0.38)],
+              arc(0.38, 0.38, 0.08, 0.22, 180, 360), arc(0.62, 0.38, 0.08, 0.22, 180, 360)],
+    "bag 4": [[(0.12, 0.50), (0.88, 0.50)] + arc(0.5, 0.50, 0.38, 0.36, 0, 180)[1:],
+              arc(0.5, 0.50, 0.24, 0.32, 180, 360)],
+    "shoe 2": [[(0.06, 0.70), (0.08, 0.50), (0.22, 0.46), (0.40, 0.32), (0.55, 0.30), (0.62, 0.42), (0.85, 0.52),
+                (0.94, 0.62), (0.94, 0.70), (0.06, 0.70)]],
+    "shoe 3": [[(0.05, 0.62), (0.10, 0.50), (0.35, 0.47), (0.50, 0.40), (0.62, 0.42), (0.92, 0.56), (0.95, 0.64),
+                (0.05, 0.64), (0.05, 0.62)], [(0.42, 0.45), (0.52, 0.50)], [(0.18, 0.64), (0.18, 0.58)]],
+    "t-shirt 2": [[(0.32, 0.12), (0.68, 0.12), (0.94, 0.26), (0.86, 0.42), (0.74, 0.36), (0.76, 0.90), (0.24, 0.90),
+                   (0.26, 0.36), (0.14, 0.42), (0.06, 0.26), (0.32, 0.12)],
+                  [(0.40, 0.12), (0.50, 0.26), (0.60, 0.12)], [(0.80, 0.39), (0.89, 0.31)], [(0.20, 0.39), (0.11, 0.31)]],
+    "sunglasses 2": [[(0.08, 0.40), (0.46, 0.40), (0.44, 0.58), (0.12, 0.60), (0.08, 0.40)],
+                     [(0.54, 0.40), (0.92, 0.40), (0.88, 0.60), (0.56, 0.58), (0.54, 0.40)],
+                     [(0.46, 0.44), (0.54, 0.44)], [(0.08, 0.42), (0.02, 0.38)], [(0.92, 0.42), (0.98, 0.38)]],
+    "sunglasses 3": [ellipse(0.28, 0.50, 0.14, 0.14), ellipse(0.72, 0.50, 0.14, 0.14),
+                     arc(0.5, 0.46, 0.08, 0.05, 180, 360), [(0.14, 0.46), (0.04, 0.44)], [(0.86, 0.46), (0.96, 0.44)]],
 }
 # What each drawing should find: (category, level), as `evaluate --queries` reads them.
 EXPECTED = {"shoe": ("Shoes", "subCategory"), "bag": ("Handbags", "articleType"), "t-shirt": ("Tshirts", "articleType"),
@@ -64,6 +84,9 @@ EXPECTED = {"shoe": ("Shoes", "subCategory"), "bag": ("Handbags", "articleType")
             "dress": ("Dresses", "articleType"), "trousers": ("Bottomwear", "subCategory"),
             "backpack": ("Backpacks", "articleType"), "heels": ("Heels", "articleType"), "cap": ("Caps", "articleType"),
             "shirt": ("Shirts", "articleType"), "flip flops": ("Flip Flops", "articleType")}
+EXPECTED.update({f"{kind} {n}": EXPECTED[kind] for kind, n in
+                 [("bag", 2), ("bag", 3), ("bag", 4), ("shoe", 2), ("shoe", 3), ("t-shirt", 2), ("sunglasses", 2),
+                  ("sunglasses", 3)]})
 
 
 def main(base: str, out: Path) -> None:
@@ -86,7 +109,7 @@ def main(base: str, out: Path) -> None:
                 page.click("#search-button")
             body = answer.value.json()
             page.wait_for_timeout(800)
-            page.screenshot(path=str(out / f"drawn-{name}.png"))
+            page.screenshot(path=str(out / f"drawn-{name.replace(' ', '-')}.png"))
             summary[name] = [r["category"] for r in body["results"][:5]]
             print(name, summary[name], body["timings_ms"].get("total"))
         browser.close()
