@@ -6,9 +6,10 @@ import time
 
 from django.conf import settings
 from django.db import OperationalError
+from django.http import Http404
 from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import get_object_or_404
-from ninja import File, Form, NinjaAPI, Schema
+from ninja import File, Form, NinjaAPI, Query, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.files import UploadedFile
 from pydantic import Field
@@ -70,6 +71,11 @@ def http_error(request, exc: HttpError):
     return api.create_response(request, {"error": str(exc)}, status=exc.status_code)
 
 
+@api.exception_handler(Http404)  # the same {"error": ...} body as every other error (an API fuzzer checks it)
+def not_found(request, exc: Http404):
+    return api.create_response(request, {"error": str(exc) or "not found"}, status=404)
+
+
 @api.exception_handler(queries.QueryError)
 def query_error(request, exc: queries.QueryError):
     return api.create_response(request, {"error": str(exc)}, status=400)
@@ -119,7 +125,7 @@ def search_out(request, result, query: dict, started: float, generated_image: st
                       "1-100. A picture plus words ranks by fused scores (\"this shape, but red\"). A sketch "
                       "query also returns `generated_image`: the GAN's picture of the sketch as a data URI.")
 def search(request, photo: File[UploadedFile] = None, sketch: File[UploadedFile] = None, text: Form[str] = "",
-           road: Form[str] = "", k: Form[int] = None, category: Form[str] = "", gender: Form[str] = "",
+           road: Form[str] = "", k: int = Form(None, ge=1, le=settings.SEARCH_MAX_K), category: Form[str] = "", gender: Form[str] = "",
            colour: Form[str] = ""):
     started = time.perf_counter()
     ratelimit.check_search(request)
@@ -130,11 +136,11 @@ def search(request, photo: File[UploadedFile] = None, sketch: File[UploadedFile]
     return search_out(request, outcome.result, query.describe(), started, outcome.generated_image)
 
 
-@api.get("/items/{item_id}/similar", response={200: SearchOut, 404: ErrorOut, 503: ErrorOut},
+@api.get("/items/{item_id}/similar", response={200: SearchOut, 400: ErrorOut, 404: ErrorOut, 503: ErrorOut},
          summary="Items most similar to a catalog item")
-def similar(request, item_id: int, k: int = None, category: str = "", gender: str = "", colour: str = ""):
+def similar(request, item_id: int, k: int = Query(None, ge=1, le=settings.SEARCH_MAX_K), category: str = "", gender: str = "", colour: str = ""):
     started = time.perf_counter()
-    item = get_object_or_404(Item, pk=item_id, hidden=False)
+    item = get_object_or_404(Item, pk=item_id, hidden=False)  # -> 404 {"error": ...} (``not_found``)
     result = similar_items(item, queries.clamp_k(k), Filters(category, gender, colour))
     return search_out(request, result, {"kind": "similar", "item": item.pk}, started)
 
@@ -181,7 +187,8 @@ def item_out(request, item: Item) -> dict:
             "url": request.build_absolute_uri(item.get_absolute_url())}
 
 
-@api.post("/items/suggest", auth=STAFF, response={200: SuggestionOut, 400: ErrorOut, 401: ErrorOut, 503: ErrorOut},
+@api.post("/items/suggest", auth=STAFF, response={200: SuggestionOut, 400: ErrorOut, 401: ErrorOut, 403: ErrorOut,
+                                                      503: ErrorOut},
           summary="Suggest category, gender and colour for a product photo (+ title), staff only")
 def suggest_item(request, image: File[UploadedFile], title: Form[str] = ""):
     title = uploads.clean_title(title)
@@ -193,7 +200,8 @@ def suggest_item(request, image: File[UploadedFile], title: Form[str] = ""):
     return suggestion_out(request, suggestion, heatmap, nearest)
 
 
-@api.post("/items", auth=STAFF, response={201: ItemCreatedOut, 400: ErrorOut, 401: ErrorOut, 503: ErrorOut},
+@api.post("/items", auth=STAFF, response={201: ItemCreatedOut, 400: ErrorOut, 401: ErrorOut, 403: ErrorOut,
+                                                503: ErrorOut},
           summary="Add a product: photo + title; tags not given are taken from the classifier's suggestion")
 def create_item(request, image: File[UploadedFile], title: Form[str] = "", category: Form[str] = "",
                 gender: Form[str] = "", colour: Form[str] = "", sku: Form[str] = ""):
