@@ -58,7 +58,10 @@ def test_reindex_end_to_end_on_two_workers(workers, searchable, settings, tmp_pa
         assert late.pk in hits and early.pk in hits  # searchable during the build
         time.sleep(0.1)
     assert current.status == Job.Status.DONE, current.message
-    assert any(total > 0 and 0 < done < total for _, done, total in seen_progress) or len(seen_progress) > 1
+    # progress is counted to the end; what the loop saw of it depends on the machine's speed (on a busy machine
+    # the build can finish before the first look), so only its consistency is required
+    assert current.total > 0 and current.done == current.total
+    assert all(0 <= done <= total for _, done, total in seen_progress)
 
     active = IndexVersion.objects.get(is_active=True)
     assert active.pk != old.pk and active.manifest["shards"] == 2
