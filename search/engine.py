@@ -190,6 +190,26 @@ class ModelSet:
                     probs = (probs + classifier_probs) / 2
         return top_categories(probs, names)
 
+    def looked_at(self, image: np.ndarray, category: str = "") -> tuple[np.ndarray, str]:
+        """Where Image2Vec looked in a photo (uint8 (80, 60, 3)) for ``category`` (else its own likeliest
+        articleType): its class activation map as a heatmap over the photo, and the category it was drawn for.
+        A search hit shows this for its own category."""
+        import torch
+
+        from models.classifier import cam_overlay
+        from models.training import to_float_images
+
+        encoder, payload = self._load("encoder")
+        names = list(payload["config"]["class_names"])
+        if category not in names:
+            vector = self.embed_images(image[None])
+            probs = self.category_probs(vector)[0]
+            category = max(probs, key=probs.get)
+        with torch.inference_mode():
+            x = to_float_images(torch.from_numpy(np.ascontiguousarray(image[None])).to(self.device))
+            cam = encoder.class_activation_map(x, names.index(category))[0].float().cpu().numpy()
+        return cam_overlay(image, cam), category
+
     def encode_photo(self, image: np.ndarray) -> Encoded:
         timings: dict[str, float] = {}
         with timed(timings, "encoder"):

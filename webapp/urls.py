@@ -10,6 +10,7 @@ urlpatterns = [
     path("browse/", catalog.browse, name="browse"),
     path("items/<int:pk>/", catalog.item_detail, name="item"),
     path("items/<int:pk>/image", catalog.item_image, name="item-image"),
+    path("items/<int:pk>/looked.png", catalog.item_looked, name="item-looked"),
     path("items/new/", items.new_item, name="item-new"),
     path("items/staged/<str:token>.jpg", items.staged_image, name="staged-image"),
     path("jobs/<int:pk>/", catalog.job_page, name="job"),

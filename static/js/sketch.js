@@ -324,6 +324,14 @@
     score.title = words ? "score: similarity and title match" : "cosine similarity";
     score.textContent = hit.score.toFixed(2);
     meta.append(`${hit.category} · `, score);
+    if (hit.heatmap_url) {
+      const looked = document.createElement("a");
+      looked.className = "looked";
+      looked.href = hit.heatmap_url;
+      looked.title = `where the model looked for ${hit.category}`;
+      looked.textContent = "heatmap";
+      meta.append(" ", looked);
+    }
     li.append(a, meta);
     return li;
   }

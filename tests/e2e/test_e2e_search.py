@@ -158,13 +158,25 @@ def test_photo_upload_then_item_with_similar_items(web, searchable):
     page.wait_for_function("[...document.querySelectorAll('#results .card .meta')]"
                            ".every(m => m.textContent.includes('Handbags'))")
 
+    # "heatmap" shows where the model looked in that hit's photo, in place of the photo, and back.
+    first_img = cards.first.locator("img")
+    photo_src = first_img.get_attribute("src")
+    cards.first.locator("a.looked").click()
+    page.wait_for_function("(() => { const i = document.querySelector('#results .card img');"
+                           " return i.src.includes('/looked.png') && i.complete && i.naturalWidth === 60; })()")
+    web.shot(page, "03b-hit-heatmap")
+    cards.first.locator("a.looked").click()
+    assert first_img.get_attribute("src") == photo_src
+
     title = cards.first.locator(".title").inner_text()
-    cards.first.locator("a").click()
+    cards.first.locator(":scope > a").click()
     page.wait_for_url("**/items/*/")
     assert page.locator("h1").inner_text() == title
     assert page.get_by_role("heading", name="Similar items").is_visible()
     assert page.locator(".results .card").count() > 0
-    assert page.locator("img.hero").evaluate("img => img.complete && img.naturalWidth > 0")
+    heroes = page.locator("img.hero")
+    assert heroes.count() == 2  # the photo and where the model looked
+    page.wait_for_function("[...document.querySelectorAll('img.hero')].every(i => i.complete && i.naturalWidth > 0)")
     web.shot(page, "04-item-similar")
 
 
@@ -191,7 +203,7 @@ def test_words_find_the_item_by_its_title_and_the_matching_words_are_marked(web,
     page.keyboard.press("Enter")
     wait_until_settled(page)
     first = page.locator("#results .card").first
-    assert first.locator("a").get_attribute("href").endswith(f"/items/{item.pk}/")
+    assert first.locator(":scope > a").get_attribute("href").endswith(f"/items/{item.pk}/")
     marked = first.locator(".title mark").all_inner_texts()
     assert marked == item.title.split()  # every word of the title is one the query has
     web.shot(page, "05b-text-search-title-match")

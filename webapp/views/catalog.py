@@ -1,15 +1,19 @@
 """Browsing the catalog, item pages with similar items, item images, job progress."""
 
+import io
+
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.paginator import Paginator
-from django.http import FileResponse, Http404, JsonResponse
+from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET
+from PIL import Image
 
+from search.images import ImageInputError, image_bytes_to_array
 from webapp.indexing import expire_if_stale
 from webapp.models import Item, Job
-from webapp.services import Filters, SearchUnavailable, similar_items
+from webapp.services import Filters, SearchUnavailable, get_models, similar_items
 from webapp.views.search import facets
 
 PAGE_SIZE = 48
@@ -29,7 +33,7 @@ def browse(request):
 @require_GET
 def item_detail(request, pk: int):
     item = get_object_or_404(Item, pk=pk, hidden=False)
-    context = {"item": item}
+    context = {"item": item, "looked": get_models().available("encoder")}
     try:
         context["result"] = similar_items(item, 12)
     except SearchUnavailable as exc:
@@ -47,6 +51,31 @@ def item_image(request, pk: int):
         return FileResponse(open(item.image_path, "rb"), content_type="image/jpeg")
     except OSError:
         raise Http404("image file missing") from None
+
+
+@require_GET
+@cache_control(max_age=3600)
+def item_looked(request, pk: int):
+    """PNG: where Image2Vec looked in an item's photo for ``?category=`` (default: the item's own category), its
+    class activation map over the photo. Results and item pages show it on demand."""
+    item = get_object_or_404(Item, pk=pk)
+    if item.hidden and not request.user.is_staff:
+        raise Http404
+    models = get_models()
+    if not models.available("encoder"):
+        return HttpResponse("no image encoder is trained yet: run `python manage.py train encoder`", status=503,
+                            content_type="text/plain")
+    try:
+        with open(item.image_path, "rb") as fh:
+            image = image_bytes_to_array(fh.read())
+    except (OSError, ImageInputError):
+        raise Http404("image file missing or unreadable") from None
+    heatmap, category = models.looked_at(image, request.GET.get("category", "") or item.category)
+    buf = io.BytesIO()
+    Image.fromarray(heatmap).save(buf, "PNG")
+    response = HttpResponse(buf.getvalue(), content_type="image/png")
+    response["X-Heatmap-Category"] = category
+    return response
 
 
 def job_json(job: Job) -> dict:
