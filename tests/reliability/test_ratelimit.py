@@ -79,3 +79,15 @@ def test_settings_configure_a_cache(settings):
     from django.conf import settings as live
 
     assert "default" in live.CACHES and live.SEARCH_RATE_LIMIT
+
+
+def test_heatmaps_are_counted_too(client, settings, clock, searchable):
+    """Each heatmap is a forward pass of the encoder: the same limit, counted apart from searches."""
+    from webapp.models import Item
+
+    settings.SEARCH_RATE_LIMIT = "2/m"
+    pk = Item.objects.first().pk
+    assert [client.get(f"/items/{pk}/looked.png").status_code for _ in range(2)] == [200, 200]
+    res = client.get(f"/items/{pk}/looked.png")
+    assert res.status_code == 429 and res["Retry-After"] == "40" and "too many heatmaps" in res.content.decode()
+    assert search(client).status_code == 400  # searches have their own count

@@ -2,6 +2,7 @@
 
 import io
 
+from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse
@@ -11,6 +12,7 @@ from django.views.decorators.http import require_GET
 from PIL import Image
 
 from search.images import ImageInputError, image_bytes_to_array
+from webapp import ratelimit
 from webapp.indexing import expire_if_stale
 from webapp.models import Item, Job
 from webapp.services import Filters, SearchUnavailable, get_models, similar_items
@@ -58,6 +60,12 @@ def item_image(request, pk: int):
 def item_looked(request, pk: int):
     """PNG: where Image2Vec looked in an item's photo for ``?category=`` (default: the item's own category), its
     class activation map over the photo. Results and item pages show it on demand."""
+    try:  # a forward pass per picture: counted like searches, per client
+        ratelimit.check(request, "heatmap", settings.SEARCH_RATE_LIMIT, "heatmaps")
+    except ratelimit.RateLimited as exc:
+        response = HttpResponse(str(exc), status=429, content_type="text/plain")
+        response["Retry-After"] = str(exc.retry_after)
+        return response
     item = get_object_or_404(Item, pk=pk)
     if item.hidden and not request.user.is_staff:
         raise Http404
