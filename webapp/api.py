@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import time
-from urllib.parse import urlencode
 
 from django.conf import settings
 from django.db import OperationalError
 from django.http import Http404
 from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import get_object_or_404
-from django.urls import reverse
 from ninja import File, Form, NinjaAPI, Query, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.files import UploadedFile
@@ -109,8 +107,8 @@ def unavailable(request, exc: Exception):
 
 
 def hit_out(request, hit) -> dict:
-    looked = reverse("item-looked", args=[hit.item.pk]) + "?" + urlencode({"category": hit.item.category})
-    return {**item_out(request, hit.item), "score": round(hit.score, 4), "heatmap_url": request.build_absolute_uri(looked)}
+    return {**item_out(request, hit.item), "score": round(hit.score, 4),
+            "heatmap_url": request.build_absolute_uri(hit.item.heatmap_url)}
 
 
 def search_out(request, result, query: dict, started: float, generated_image: str | None = None) -> dict:

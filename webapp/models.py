@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 import numpy as np
 from django.db import models
 from django.urls import reverse
@@ -40,6 +42,11 @@ class Item(models.Model):
     @property
     def image_url(self) -> str:
         return reverse("item-image", args=[self.pk])
+
+    @property
+    def heatmap_url(self) -> str:
+        """Where the search model looked in this item's photo for its category (``views.catalog.item_looked``)."""
+        return reverse("item-looked", args=[self.pk]) + "?" + urlencode({"category": self.category})
 
 
 class IndexVersion(models.Model):

@@ -46,10 +46,15 @@ def decode_upload(upload, what: str, keep_alpha: bool = False) -> Image.Image:
         raise QueryError(f"the {what} cannot be used: {exc}") from None
 
 
-def png_data_uri(image: np.ndarray) -> str:
+def png_bytes(image: np.ndarray) -> bytes:
+    """uint8 (H, W, 3) -> PNG file bytes."""
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, "PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    return buf.getvalue()
+
+
+def png_data_uri(image: np.ndarray) -> str:
+    return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode()
 
 
 @dataclass

@@ -1,7 +1,5 @@
 """Browsing the catalog, item pages with similar items, item images, job progress."""
 
-import io
-
 from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.paginator import Paginator
@@ -9,12 +7,12 @@ from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET
-from PIL import Image
 
 from search.images import ImageInputError, image_bytes_to_array
 from webapp import ratelimit
 from webapp.indexing import expire_if_stale
 from webapp.models import Item, Job
+from webapp.queries import png_bytes
 from webapp.services import Filters, SearchUnavailable, get_models, similar_items
 from webapp.views.search import facets
 
@@ -43,12 +41,18 @@ def item_detail(request, pk: int):
     return render(request, "webapp/item.html", context)
 
 
-@require_GET
-@cache_control(max_age=3600)
-def item_image(request, pk: int):
+def visible_item(request, pk: int) -> Item:
+    """The item, or 404; a hidden one only for staff."""
     item = get_object_or_404(Item, pk=pk)
     if item.hidden and not request.user.is_staff:
         raise Http404
+    return item
+
+
+@require_GET
+@cache_control(max_age=3600)
+def item_image(request, pk: int):
+    item = visible_item(request, pk)
     try:
         return FileResponse(open(item.image_path, "rb"), content_type="image/jpeg")
     except OSError:
@@ -66,9 +70,7 @@ def item_looked(request, pk: int):
         response = HttpResponse(str(exc), status=429, content_type="text/plain")
         response["Retry-After"] = str(exc.retry_after)
         return response
-    item = get_object_or_404(Item, pk=pk)
-    if item.hidden and not request.user.is_staff:
-        raise Http404
+    item = visible_item(request, pk)
     models = get_models()
     if not models.available("encoder"):
         return HttpResponse("no image encoder is trained yet: run `python manage.py train encoder`", status=503,
@@ -79,9 +81,7 @@ def item_looked(request, pk: int):
     except (OSError, ImageInputError):
         raise Http404("image file missing or unreadable") from None
     heatmap, category = models.looked_at(image, request.GET.get("category", "") or item.category)
-    buf = io.BytesIO()
-    Image.fromarray(heatmap).save(buf, "PNG")
-    response = HttpResponse(buf.getvalue(), content_type="image/png")
+    response = HttpResponse(png_bytes(heatmap), content_type="image/png")
     response["X-Heatmap-Category"] = category
     return response
 
