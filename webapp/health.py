@@ -1,6 +1,16 @@
-"""``/healthz``: database, broker, workers seen, the active index. 200 when search can answer, else 503.
+"""Health probes: ``/healthz`` (liveness) and ``/readyz`` (readiness).
 
-Each check has a short timeout (``HEALTH_TIMEOUT``) so a load balancer probe never hangs on a dead Redis.
+``/healthz`` answers from the web process alone: no database, no broker. It says the process is up and
+serving requests, in well under a millisecond, so a container healthcheck or a load balancer can poll it
+often, and an outage of PostgreSQL or Redis never gets a healthy web process restarted.
+
+``/readyz`` says whether a search can be answered now: the database, an active index with its files, and
+with ``SEARCH_IN_WORKERS`` the broker and an inference worker, checked by a round trip of a tiny task
+through the inference queue and the result store (it returns as soon as a worker answers). 200 when ready,
+503 with the failing checks otherwise. ``/readyz?details=1`` also lists every worker by queue (a broadcast
+that waits the whole ``HEALTH_TIMEOUT`` for replies): for people, not for probes.
+
+Each check waits at most ``HEALTH_TIMEOUT`` seconds, so a probe never hangs on a dead Redis.
 """
 
 from __future__ import annotations
@@ -41,8 +51,23 @@ def check_broker() -> dict:
     return {"transport": transport}
 
 
+def check_inference_worker() -> dict:
+    """A round trip through the inference queue, a worker and the result store: what a search needs."""
+    from workers.tasks import echo, is_connection_error
+
+    queue = settings.CELERY_INFERENCE_QUEUE
+    timeout = settings.HEALTH_TIMEOUT
+    try:
+        echo.apply_async(("ready",), queue=queue, expires=timeout).get(timeout=timeout, interval=0.01)
+    except Exception as exc:
+        if is_connection_error(exc):
+            raise
+        raise RuntimeError(f"no worker on the '{queue}' queue answered within {timeout:g} s") from None
+    return {"queue": queue}
+
+
 def check_workers() -> dict:
-    """Workers that answer a broadcast, by queue; only our queues count."""
+    """Workers that answer a broadcast, by queue; only our queues count. Waits the whole HEALTH_TIMEOUT."""
     from workers.celery_app import app
 
     wanted = {settings.CELERY_INFERENCE_QUEUE, settings.CELERY_INDEX_QUEUE}
@@ -70,25 +95,50 @@ def check_index() -> dict:
             "live_items": LiveVector.objects.count()}
 
 
-def health_report() -> tuple[dict, bool]:
-    checks = {"database": _timed(check_database), "broker": _timed(check_broker)}
-    checks["workers"] = _timed(check_workers) if checks["broker"]["ok"] else {"ok": False, "error": "broker down"}
+def readiness_report(details: bool = False) -> tuple[dict, bool]:
+    checks = {"database": _timed(check_database)}
     checks["index"] = _timed(check_index) if checks["database"]["ok"] else {"ok": False, "error": "database down"}
-    # Search needs the database and an index; through workers it also needs the broker and an inference worker.
     needed = ["database", "index"]
+    # Search needs the database and an index; through workers it also needs the broker and an inference worker.
     if settings.SEARCH_IN_WORKERS:
-        needed.append("broker")
-        if checks["workers"]["ok"] and not checks["workers"]["queues"].get(settings.CELERY_INFERENCE_QUEUE):
-            checks["workers"]["ok"] = False
-            checks["workers"]["error"] = f"no worker consumes the '{settings.CELERY_INFERENCE_QUEUE}' queue"
-        needed.append("workers")
-    healthy = all(checks[name]["ok"] for name in needed)
-    return {"status": "ok" if healthy else "unavailable", "search_in_workers": settings.SEARCH_IN_WORKERS,
-            "checks": checks}, healthy
+        checks["broker"] = _timed(check_broker)
+        checks["inference_worker"] = (_timed(check_inference_worker) if checks["broker"]["ok"]
+                                      else {"ok": False, "error": "broker down"})
+        needed += ["broker", "inference_worker"]
+    if details:
+        checks.setdefault("broker", _timed(check_broker))
+        checks["workers"] = _timed(check_workers) if checks["broker"]["ok"] else {"ok": False, "error": "broker down"}
+    ready = all(checks[name]["ok"] for name in needed)
+    return {"status": "ok" if ready else "unavailable", "search_in_workers": settings.SEARCH_IN_WORKERS,
+            "checks": checks}, ready
 
 
 @never_cache
 @require_GET
 def healthz(request):
-    report, healthy = health_report()
-    return JsonResponse(report, status=200 if healthy else 503)
+    """Liveness: this process serves requests. Nothing outside it is asked."""
+    return JsonResponse({"status": "ok"})
+
+
+@never_cache
+@require_GET
+def readyz(request):
+    """Readiness: a search can be answered now (200), or which check fails (503)."""
+    details = request.GET.get("details", "") not in ("", "0", "false", "no")
+    report, ready = readiness_report(details)
+    return JsonResponse(report, status=200 if ready else 503)
+
+
+class HealthProbeMiddleware:
+    """Answers ``/healthz`` and ``/readyz`` before any other middleware, so a probe is answered whatever its
+    Host header (a container healthcheck asks for 127.0.0.1, which ALLOWED_HOSTS need not list) and over plain
+    HTTP inside the network (no redirect to HTTPS, which only the proxy in front speaks)."""
+
+    PROBES = {"/healthz": healthz, "/readyz": readyz}
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        probe = self.PROBES.get(request.path_info)
+        return probe(request) if probe is not None else self.get_response(request)

@@ -64,6 +64,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "webapp.health.HealthProbeMiddleware",  # /healthz, /readyz: before host checks and the HTTPS redirect
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -209,7 +210,7 @@ REINDEX_CHUNK_SIZE = envint("REINDEX_CHUNK_SIZE", 2048)
 # A reindex with no progress for this long is marked failed (its workers were lost) and a new one may start.
 REINDEX_STALE_SECONDS = envint("REINDEX_STALE_SECONDS", 1800)
 INDEX_SHARDS = envint("INDEX_SHARDS", 1)
-# Health: how long /healthz waits for the broker and for workers to answer.
+# Health: how long each /readyz check waits (the broker, the inference worker's round trip).
 HEALTH_TIMEOUT = float(env("HEALTH_TIMEOUT", "1.5"))
 
 LOGGING = {

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import path
 
 from webapp.api import api
-from webapp.health import healthz
+from webapp.health import healthz, readyz
 from webapp.views import catalog, items, report, search
 
 urlpatterns = [
@@ -21,5 +21,8 @@ urlpatterns = [
     path("report/embedding.json", report.report_embedding, name="report-embedding"),
     path("admin/", admin.site.urls),
     path("api/", api.urls),
-    path("healthz", healthz, name="healthz"),  # issue 5: health probe
+    # Probes (webapp.health): liveness and readiness. HealthProbeMiddleware answers them first; these routes
+    # name them for reverse() and serve them should the middleware be left out.
+    path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
 ]

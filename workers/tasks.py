@@ -101,7 +101,7 @@ def encode_with_version(data: bytes, kind: str, road: str = "", *, in_workers: b
         raise SearchUnavailable(f"no search worker answered within {timeout:g} s: start a worker on the "
                                 f"'{settings.CELERY_INFERENCE_QUEUE}' queue") from None
     except Exception as exc:  # broker or result backend unreachable (kombu, redis-py and socket errors)
-        if _is_connection_error(exc):
+        if is_connection_error(exc):
             raise SearchUnavailable(f"the task broker cannot be reached ({type(exc).__name__}: {exc}); "
                                     "try again in a moment") from None
         raise
@@ -126,7 +126,7 @@ def encode_query(data: bytes, kind: str, road: str = "", *, in_workers: bool | N
     return encode_with_version(data, kind, road, in_workers=in_workers, timeout=timeout)[0]
 
 
-def _is_connection_error(exc: BaseException) -> bool:
+def is_connection_error(exc: BaseException) -> bool:
     import kombu.exceptions
 
     try:
