@@ -155,23 +155,34 @@ TRUSTED_PROXIES = envint("TRUSTED_PROXIES", 0)  # proxies in front that append t
 
 # Celery: Redis when REDIS_URL is set, else a filesystem broker under VAR_DIR (no server needed).
 # Queues: inference (query encoding, live additions) and index (reindex chunks and the build).
+# REDIS_RESULTS_URL: task results on another Redis (default: REDIS_URL).
 REDIS_URL = env("REDIS_URL", "")
+REDIS_RESULTS_URL = env("REDIS_RESULTS_URL", REDIS_URL)
 CELERY_BROKER_DIR = envpath("CELERY_BROKER_DIR", VAR_DIR / "broker")
 CELERY_INFERENCE_QUEUE = env("CELERY_INFERENCE_QUEUE", "inference")
 CELERY_INDEX_QUEUE = env("CELERY_INDEX_QUEUE", "index")
+# With Redis unreachable a search must answer 503 within about a second (issue 20): connect within 1 s
+# (a refused connection fails at once), and one quick retry only, which replaces a pooled connection that
+# went stale while Redis restarted. Celery's default for the result store is 20 retries a second apart,
+# then a RuntimeError ("the Celery application must be restarted"; it need not be: the next call
+# reconnects), which workers.tasks answers as a 503 like any other connection error.
+REDIS_BROKER_OPTIONS = {
+    # An unacknowledged task (its worker died) goes back to the queue after this long; keep it
+    # above the longest task (one reindex chunk, the Annoy build).
+    "visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", 3600),
+    "socket_connect_timeout": 1,
+    "socket_timeout": 5,
+}
+REDIS_RESULT_OPTIONS = {"socket_connect_timeout": 1, "socket_timeout": 5,
+                        "retry_policy": {"max_retries": 1, "interval_start": 0, "interval_step": 0.2,
+                                         "interval_max": 0.2}}
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
-    CELERY_RESULT_BACKEND = REDIS_URL
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        # An unacknowledged task (its worker died) goes back to the queue after this long; keep it
-        # above the longest task (one reindex chunk, the Annoy build).
-        "visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", 3600),
-        "socket_connect_timeout": 2,
-        "socket_timeout": 5,
-    }
-    CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 5}
-    CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = 2
-    CELERY_REDIS_SOCKET_TIMEOUT = 5
+    CELERY_RESULT_BACKEND = REDIS_RESULTS_URL
+    CELERY_BROKER_TRANSPORT_OPTIONS = REDIS_BROKER_OPTIONS
+    CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = REDIS_RESULT_OPTIONS
+    CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = REDIS_RESULT_OPTIONS["socket_connect_timeout"]
+    CELERY_REDIS_SOCKET_TIMEOUT = REDIS_RESULT_OPTIONS["socket_timeout"]
 else:
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -191,8 +202,8 @@ CELERY_TASK_DEFAULT_QUEUE = CELERY_INDEX_QUEUE
 CELERY_TASK_ROUTES = {"workers.encode_query": {"queue": CELERY_INFERENCE_QUEUE},
                       "workers.embed_live_item": {"queue": CELERY_INFERENCE_QUEUE}}
 CELERY_RESULT_EXPIRES = 3600
-# Fail fast when the broker is down: a search answers 503 within seconds instead of hanging.
-CELERY_BROKER_CONNECTION_TIMEOUT = 2
+# Fail fast when the broker is down: a search answers 503 within about a second instead of hanging.
+CELERY_BROKER_CONNECTION_TIMEOUT = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5}
 

@@ -100,10 +100,11 @@ def encode_with_version(data: bytes, kind: str, road: str = "", *, in_workers: b
     except (TimeoutError, CeleryTimeoutError):
         raise SearchUnavailable(f"no search worker answered within {timeout:g} s: start a worker on the "
                                 f"'{settings.CELERY_INFERENCE_QUEUE}' queue") from None
-    except Exception as exc:  # broker or result backend unreachable (kombu, redis-py and socket errors)
+    except Exception as exc:  # broker or result store unreachable (kombu, redis-py and socket errors)
         if is_connection_error(exc):
-            raise SearchUnavailable(f"the task broker cannot be reached ({type(exc).__name__}: {exc}); "
-                                    "try again in a moment") from None
+            reason = exc.__cause__ if isinstance(exc, RuntimeError) else exc
+            raise SearchUnavailable(f"the task broker or result store cannot be reached ({type(reason).__name__}: "
+                                    f"{reason}); try again in a moment") from None
         raise
     wall = (time.perf_counter() - started) * 1000.0
     worker_ms = sum(out["timings_ms"].values())
@@ -127,6 +128,9 @@ def encode_query(data: bytes, kind: str, road: str = "", *, in_workers: bool | N
 
 
 def is_connection_error(exc: BaseException) -> bool:
+    """A broker or result store that cannot be reached, including Celery's RuntimeError "the Celery application
+    must be restarted", raised from a connection error once the result store gave up reconnecting (it does
+    reconnect on the next call: no restart needed)."""
     import kombu.exceptions
 
     try:
@@ -135,7 +139,10 @@ def is_connection_error(exc: BaseException) -> bool:
         redis_types: tuple = (redis_errors.ConnectionError, redis_errors.TimeoutError)
     except ImportError:  # pragma: no cover - redis-py is a requirement
         redis_types = ()
-    return isinstance(exc, (kombu.exceptions.OperationalError, ConnectionError, OSError, *redis_types))
+    connection_errors = (kombu.exceptions.OperationalError, ConnectionError, OSError, *redis_types)
+    if isinstance(exc, RuntimeError) and isinstance(exc.__cause__, connection_errors):
+        return True
+    return isinstance(exc, connection_errors)
 
 
 @shared_task(name="workers.echo", acks_late=False)

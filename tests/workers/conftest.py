@@ -62,15 +62,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def use_broker(app, url: str, inference: str, index: str) -> None:
-    """Point this process's Celery app at ``url`` and fresh queues (the app caches connections)."""
-    app.conf.update(broker_url=url, result_backend=url, task_default_queue=index,
-                    broker_transport_options={"visibility_timeout": 3600, "socket_connect_timeout": 2,
-                                              "socket_timeout": 5},
-                    result_backend_transport_options={"socket_connect_timeout": 2, "socket_timeout": 5},
-                    redis_socket_connect_timeout=2, redis_socket_timeout=5,
-                    task_routes={"workers.encode_query": {"queue": inference},
-                                 "workers.embed_live_item": {"queue": inference}})
+def use_broker(app, url: str, inference: str, index: str, results: str | None = None) -> None:
+    """Point this process's Celery app at ``url`` (results at ``results``, default the same) and fresh queues,
+    with the Redis options a deployment has (``settings.REDIS_*_OPTIONS``); the app caches connections."""
+    from django.conf import settings
+
+    app.conf.update(broker_url=url, result_backend=results or url, task_default_queue=index,
+                    broker_transport_options=dict(settings.REDIS_BROKER_OPTIONS),
+                    result_backend_transport_options=dict(settings.REDIS_RESULT_OPTIONS),
+                    redis_socket_connect_timeout=settings.REDIS_RESULT_OPTIONS["socket_connect_timeout"],
+                    redis_socket_timeout=settings.REDIS_RESULT_OPTIONS["socket_timeout"],
+                    broker_connection_timeout=settings.CELERY_BROKER_CONNECTION_TIMEOUT,
+                    task_publish_retry_policy=settings.CELERY_TASK_PUBLISH_RETRY_POLICY,
+                    task_routes={"workers.encode_query": {"queue": inference}})
     reset_connections(app)
 
 
@@ -183,34 +187,52 @@ def workers(celery_redis, transactional_db, artifacts, settings):
     group.stop_all()
 
 
+class RedisServer:
+    """A private redis-server on a free port, which a test may stop and start again (same port)."""
+
+    def __init__(self, directory: Path):
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.directory = directory
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> RedisServer:
+        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                                      "--save", "", "--appendonly", "no", "--dir", str(self.directory)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while redis_reachable(self.url) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
 @pytest.fixture
-def own_redis(tmp_path):
-    """A private redis-server on a free port (this test may stop and restart it)."""
+def redis_servers(tmp_path):
+    """Start private redis-servers with ``redis_servers()``; all stopped after the test."""
     if not shutil.which("redis-server"):
         pytest.skip("redis-server is not installed")
+    servers: list[RedisServer] = []
 
-    class Server:
-        port = free_port()
-        url = f"redis://127.0.0.1:{port}/0"
-        proc: subprocess.Popen | None = None
+    def start() -> RedisServer:
+        directory = tmp_path / f"redis-{len(servers)}"
+        directory.mkdir()
+        servers.append(RedisServer(directory).start())
+        return servers[-1]
 
-        def start(self):
-            self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                                          "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            deadline = time.monotonic() + 10
-            while redis_reachable(self.url) and time.monotonic() < deadline:
-                time.sleep(0.05)
+    yield start
+    for server in servers:
+        server.stop()
 
-        def stop(self):
-            if self.proc and self.proc.poll() is None:
-                self.proc.terminate()
-                self.proc.wait(timeout=10)
 
-    server = Server()
-    server.start()
-    yield server
-    server.stop()
+@pytest.fixture
+def own_redis(redis_servers):
+    """One private redis-server on a free port (this test may stop and restart it)."""
+    return redis_servers()
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.1, what: str = "condition"):

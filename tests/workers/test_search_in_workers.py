@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from tests.conftest import COLOURS, draw_item, jpeg_bytes
-from tests.workers.conftest import wait_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
@@ -65,44 +64,6 @@ def test_no_worker_answers_unavailable(celery_redis, searchable, settings):
     assert time.monotonic() - started < 5
 
 
-def test_redis_stopped_answers_503_then_recovers(workers, own_redis, searchable, settings, client):
-    from tests.workers.conftest import use_broker
-    from webapp.services import SearchUnavailable
-
-    # Everything on a private redis-server that this test stops and restarts.
-    settings.REDIS_URL = settings.CELERY_BROKER_URL = settings.CELERY_RESULT_BACKEND = own_redis.url
-    use_broker(workers_app(), own_redis.url, settings.CELERY_INFERENCE_QUEUE, settings.CELERY_INDEX_QUEUE)
-    workers.env["REDIS_URL"] = own_redis.url
-    workers.start("infer", [settings.CELERY_INFERENCE_QUEUE])
-    settings.SEARCH_IN_WORKERS = True
-    settings.SEARCH_WORKER_TIMEOUT = 5.0
-    photo = jpeg_bytes(draw_item("Handbags", COLOURS["Green"], np.random.default_rng(7)))
-
-    def status() -> tuple[int, str]:
-        try:
-            search(photo)
-            return 200, ""
-        except SearchUnavailable as exc:  # the API maps it to 503 with this message
-            return 503, str(exc)
-
-    assert status()[0] == 200
-    assert client.get("/healthz").status_code == 200
-
-    own_redis.stop()
-    started = time.monotonic()
-    code, message = status()
-    elapsed = time.monotonic() - started
-    assert code == 503 and ("broker" in message or "worker" in message), message
-    assert elapsed < 8, elapsed
-    health = client.get("/healthz")
-    assert health.status_code == 503 and not health.json()["checks"]["broker"]["ok"]
-
-    own_redis.start()
-    wait_for(lambda: status()[0] == 200, timeout=30, interval=0.5, what="search to recover")
-    assert client.get("/healthz").status_code == 200
-    print(f"\n[redis stopped] 503 after {elapsed:.2f} s")
-
-
 def search(photo: bytes):
     """What webapp/queries.py does for a photo: encode (in a worker or here), then search."""
     from webapp.services import search_vector
@@ -110,8 +71,3 @@ def search(photo: bytes):
 
     return search_vector(encode_query(photo, "photo"), 5)
 
-
-def workers_app():
-    from workers.celery_app import app
-
-    return app
