@@ -199,8 +199,7 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = CELERY_INDEX_QUEUE
-CELERY_TASK_ROUTES = {"workers.encode_query": {"queue": CELERY_INFERENCE_QUEUE},
-                      "workers.embed_live_item": {"queue": CELERY_INFERENCE_QUEUE}}
+CELERY_TASK_ROUTES = {"workers.encode_query": {"queue": CELERY_INFERENCE_QUEUE}}
 CELERY_RESULT_EXPIRES = 3600
 # Fail fast when the broker is down: a search answers 503 within about a second instead of hanging.
 CELERY_BROKER_CONNECTION_TIMEOUT = 1
