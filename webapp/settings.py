@@ -50,6 +50,15 @@ MEDIA_URL = "/media/"
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = envpath("STATIC_ROOT", VAR_DIR / "staticfiles")
+# Static files are served by the web process itself (WhiteNoise), so gunicorn needs nothing in front for them.
+# With DEBUG off they are collected (`manage.py collectstatic`) under hashed names, compressed, and sent with
+# a year of caching; with DEBUG on they come straight from static/ and the apps.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage" if DEBUG
+                    else "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = WHITENOISE_AUTOREFRESH = DEBUG  # read at start (the test runner turns DEBUG off later)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -66,6 +75,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "webapp.health.HealthProbeMiddleware",  # /healthz, /readyz: before host checks and the HTTPS redirect
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",  # static files from STATIC_ROOT under gunicorn
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
