@@ -1,9 +1,12 @@
+import secrets
+
 from django.contrib import admin, messages
 from django.shortcuts import redirect
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from webapp.models import IndexVersion, Item, Job
+from webapp.models import ApiToken, IndexVersion, Item, Job
 
 
 @admin.register(Item)
@@ -76,3 +79,49 @@ class JobAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Tokens for the write API. The token is made on save and shown on the next page only: the database keeps
+    its SHA-256, so it cannot be shown again (delete it and make a new one). To revoke one, delete it or set
+    ``expires`` to now."""
+
+    list_display = ["name", "user", "created", "expires", "state"]
+    list_filter = ["user"]
+    search_fields = ["name", "user__username"]
+    fields = ["user", "name", "expires"]
+    readonly_fields = ["created"]
+
+    @admin.display(description="state")
+    def state(self, obj):
+        if obj.expired:
+            return "expired"
+        if not (obj.user.is_active and obj.user.is_staff):
+            return "refused: the user is not active staff"
+        return "valid"
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "user":
+            kwargs["queryset"] = db_field.related_model.objects.filter(is_active=True, is_staff=True)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        return ["user", "name", "expires"] if obj is None else ["user", "name", "created", "expires"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else ["user", "created"]
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            token = secrets.token_urlsafe(32)
+            obj.key = ApiToken.digest(token)
+            obj._token = token  # for response_add only; never stored
+        super().save_model(request, obj, form, change)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        """The one page that shows the token."""
+        context = {**self.admin_site.each_context(request), "title": "API token created", "token": obj._token,
+                   "object": obj, "opts": self.model._meta,
+                   "changelist_url": reverse("admin:webapp_apitoken_changelist")}
+        return TemplateResponse(request, "admin/webapp/apitoken/created.html", context)

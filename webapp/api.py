@@ -16,7 +16,7 @@ from pydantic import Field
 
 from search.engine import ModelMissingError
 from webapp import queries, ratelimit, uploads
-from webapp.auth import STAFF
+from webapp.auth import STAFF, UNAUTHORIZED_DESCRIPTION, TokenRefused
 from webapp.models import Item
 from webapp.services import Filters, SearchUnavailable, similar_items
 
@@ -63,8 +63,20 @@ def validation_error(request, exc: ValidationError):
 
 @api.exception_handler(AuthenticationError)
 def not_authenticated(request, exc):
-    return api.create_response(request, {"error": "staff login or an API token (Authorization: Bearer ...) is "
-                                                  "required"}, status=401)
+    response = api.create_response(request, {"error": "staff login or an API token (Authorization: Bearer ...) "
+                                                      "is required"}, status=401)
+    response["WWW-Authenticate"] = "Bearer"
+    return response
+
+
+@api.exception_handler(TokenRefused)  # issue 20: a bad or expired token says so (it was a 403 "CSRF check Failed")
+def token_refused(request, exc: TokenRefused):
+    response = api.create_response(request, {"error": str(exc)}, status=401)
+    response["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+    return response
+
+
+WRITE_DOCS = {"responses": {401: {"description": UNAUTHORIZED_DESCRIPTION}}}
 
 
 @api.exception_handler(HttpError)
@@ -191,7 +203,8 @@ def item_out(request, item: Item) -> dict:
 
 @api.post("/items/suggest", auth=STAFF, response={200: SuggestionOut, 400: ErrorOut, 401: ErrorOut, 403: ErrorOut,
                                                       503: ErrorOut},
-          summary="Suggest category, gender and colour for a product photo (+ title), staff only")
+          summary="Suggest category, gender and colour for a product photo (+ title), staff only",
+          openapi_extra=WRITE_DOCS)
 def suggest_item(request, image: File[UploadedFile], title: Form[str] = ""):
     title = uploads.clean_title(title)
     staged = uploads.stage_upload(image)
@@ -204,7 +217,8 @@ def suggest_item(request, image: File[UploadedFile], title: Form[str] = ""):
 
 @api.post("/items", auth=STAFF, response={201: ItemCreatedOut, 400: ErrorOut, 401: ErrorOut, 403: ErrorOut,
                                                 503: ErrorOut},
-          summary="Add a product: photo + title; tags not given are taken from the classifier's suggestion")
+          summary="Add a product: photo + title; tags not given are taken from the classifier's suggestion",
+          openapi_extra=WRITE_DOCS)
 def create_item(request, image: File[UploadedFile], title: Form[str] = "", category: Form[str] = "",
                 gender: Form[str] = "", colour: Form[str] = "", sku: Form[str] = ""):
     title = uploads.clean_title(title)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from urllib.parse import urlencode
 
 import numpy as np
 from django.db import models
 from django.urls import reverse
+from django.utils import timezone
 
 
 class Item(models.Model):
@@ -158,12 +161,31 @@ class LiveVector(models.Model):
 
 
 class ApiToken(models.Model):
-    """A bearer token for the write API (``Authorization: Bearer <key>``); acts as its staff user."""
+    """A bearer token for the write API (``Authorization: Bearer <token>``); acts as its staff user.
 
-    key = models.CharField(max_length=64, unique=True)
-    user = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="api_tokens")
-    name = models.CharField(max_length=100, blank=True)
+    Only the token's SHA-256 is stored: the token itself is shown once, when it is made (admin or
+    ``manage.py create_token``), and cannot be read back. ``expires`` empty: it never expires."""
+
+    key = models.CharField("SHA-256 of the token", max_length=64, unique=True)
+    user = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="api_tokens",
+                             help_text="the token acts as this user, who must be active staff")
+    name = models.CharField(max_length=100, blank=True, help_text="what or who uses it, e.g. 'catalog feed'")
     created = models.DateTimeField(auto_now_add=True)
+    expires = models.DateTimeField(null=True, blank=True, help_text="empty: never")
 
     def __str__(self) -> str:
         return f"token {self.name or self.pk} of {self.user}"
+
+    @staticmethod
+    def digest(token: str) -> str:
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    @classmethod
+    def issue(cls, user, name: str = "", expires=None) -> tuple[ApiToken, str]:
+        """A new token for ``user``: (the row, the token itself, which only the caller ever sees)."""
+        token = secrets.token_urlsafe(32)
+        return cls.objects.create(key=cls.digest(token), user=user, name=name, expires=expires), token
+
+    @property
+    def expired(self) -> bool:
+        return self.expires is not None and self.expires <= timezone.now()
