@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from pathlib import Path
 from urllib.parse import urlencode
 
 import numpy as np
-from django.db import models
+from django.conf import settings
+from django.db import models, transaction
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
 from django.urls import reverse
 from django.utils import timezone
 
@@ -189,3 +193,14 @@ class ApiToken(models.Model):
     @property
     def expired(self) -> bool:
         return self.expires is not None and self.expires <= timezone.now()
+
+
+@receiver(post_delete, sender=Item)
+def remove_owned_image(sender, instance: Item, **kwargs) -> None:
+    """A deleted item takes its image file with it when the file is its own: an upload under MEDIA_ROOT. Catalog
+    images (under CATALOG_DIR, read-only, the catalog's) are left alone. Runs once the deletion is committed."""
+    path = Path(instance.image_path)
+    media = Path(settings.MEDIA_ROOT).resolve()
+    if instance.source != Item.Source.UPLOAD or not path.resolve().is_relative_to(media):
+        return
+    transaction.on_commit(lambda: path.unlink(missing_ok=True))
