@@ -239,7 +239,9 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
-    "loggers": {"django.server": {"level": "WARNING"}, "faiss.loader": {"level": "WARNING"}},  # faiss: "AVX2?" chatter
+    "loggers": {"django.server": {"level": "WARNING"}, "faiss.loader": {"level": "WARNING"},  # faiss: "AVX2?" chatter
+                # Workers: one line per task, its outcome and time (workers/celery_app.py), not also "received".
+                "celery.worker.strategy": {"level": "WARNING"}},
 }
 
 if not DEBUG:

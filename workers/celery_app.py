@@ -8,6 +8,11 @@ switches broker and results to Redis.
 import os
 
 from celery import Celery
+from celery.app import trace
+
+# One log line per task, with its timing (issue 20). Celery's success line also prints the task's return
+# value, which for a query is its vector in base64; its "received" line is silenced in settings.LOGGING.
+trace.LOG_SUCCESS = "Task %(name)s[%(id)s] succeeded in %(runtime)ss"
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
 
