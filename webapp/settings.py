@@ -244,6 +244,8 @@ LOGGING = {
                 "celery.worker.strategy": {"level": "WARNING"}},
 }
 
+# Production speaks HTTPS only, through a proxy that terminates TLS (docker-compose.yml: Caddy) and sets
+# X-Forwarded-Proto; plain HTTP to a web process is redirected, except the probes (HealthProbeMiddleware).
 if not DEBUG:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
