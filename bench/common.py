@@ -32,6 +32,7 @@ class Run:
     reindex_items: int = 0  # 0: the whole catalog
     throughput_seconds: float = 20.0
     throughput_requests: int = 400
+    health_requests: int = 500  # per probe (/healthz, /readyz)
     web_workers: int = 0  # 0: min(2, cores)
     env: dict[str, str] = field(default_factory=dict)  # extra environment for servers and commands
 

@@ -153,11 +153,25 @@ def key_values(r: dict, section: str, title: str) -> list[str]:
     return ([f"### {title}", ""] + table(["figure", "value"], rows)) if rows else []
 
 
+def health_tables(r: dict) -> list[str]:
+    rows = []
+    for base, shape in (("health", "embedded defaults"), ("health.redis", "Redis + inference worker")):
+        for probe, what in (("healthz", "liveness"), ("readyz", "readiness")):
+            p = f"{base}.{probe}"
+            if p + ".status" in r:
+                rows.append([f"/{probe} ({what})", shape, r.get(p + ".status"), r.get(p + ".n"), r.get(p + ".p50_ms"),
+                             r.get(p + ".p95_ms"), r.get(p + ".p99_ms")])
+    if not rows:
+        return []
+    return (["### Health probes over HTTP (ms at the client, one keep-alive connection)", ""]
+            + table(["probe", "deployment", "status", "n", "p50", "p95", "p99"], rows))
+
+
 def write_markdown(results: dict, path: Path) -> None:
     lines = ["# Benchmarks", "", "Written by `make bench` (`python -m bench.run`) from `bench/results.json`.", ""]
     lines += machine(results)
     lines += query_tables(results) + throughput_tables(results) + embed_tables(results) + index_tables(results)
-    lines += load_tables(results)
+    lines += load_tables(results) + health_tables(results)
     lines += key_values(results, "reindex", "Reindex (the full catalog)")
     lines += key_values(results, "memory", "Memory (MiB; PSS shares each shared page out among the processes "
                                            "mapping it)")

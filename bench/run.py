@@ -16,15 +16,16 @@ from pathlib import Path
 
 from bench.common import BENCH_DIR, Run
 
-SECTIONS = ("training", "embed", "index", "query", "throughput", "memory", "reindex", "scale", "load")
+SECTIONS = ("training", "embed", "index", "query", "throughput", "health", "memory", "reindex", "scale", "load")
 
 
 def section_function(name: str):
-    from bench import http_queries, index_bench, load, models_bench, reindex_bench, scale, system
+    from bench import health, http_queries, index_bench, load, models_bench, reindex_bench, scale, system
 
     return {
         "query": http_queries.latency,
         "throughput": http_queries.throughput,
+        "health": health.health,
         "embed": models_bench.embedding,
         "training": models_bench.training,
         "index": index_bench.index,
@@ -39,9 +40,11 @@ def make_run(args) -> Run:
     run = Run(results_path=Path(args.out), quick=args.quick, tiny=args.tiny)
     if args.quick:
         run.queries, run.index_n, run.throughput_seconds, run.throughput_requests = 100, 200_000, 10.0, 200
+        run.health_requests = 200
     if args.tiny:
         run.queries, run.warmup, run.index_n, run.index_queries = 6, 2, 3000, 30
         run.throughput_seconds, run.throughput_requests, run.reindex_items = 3.0, 8, 0
+        run.health_requests = 20
     for name in ("queries", "index_n", "index_queries", "big_trees", "reindex_items", "web_workers",
                  "load_queries"):
         value = getattr(args, name)

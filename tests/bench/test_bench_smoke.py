@@ -66,6 +66,15 @@ def test_query_latency(deployment):
     assert r["query.text.status"] == "ok" or r["query.text.status"].startswith("unavailable")
 
 
+def test_health_probes(deployment):
+    r = bench(deployment, "health")
+    for probe in ("healthz", "readyz"):
+        assert r[f"health.{probe}.status"] == "ok" and r[f"health.{probe}.n"] == 20
+        assert 0 < r[f"health.{probe}.p50_ms"] <= r[f"health.{probe}.p99_ms"]
+    results_md = (Path(deployment["BENCH_ROOT"]) / "results-health.md").read_text()
+    assert "/healthz (liveness)" in results_md
+
+
 def test_throughput(deployment):
     r = bench(deployment, "throughput")
     for clients in (1, 2, 4, 8, 16):
