@@ -22,7 +22,7 @@ from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 
 def _timed(check) -> dict:
@@ -114,14 +114,14 @@ def readiness_report(details: bool = False) -> tuple[dict, bool]:
 
 
 @never_cache
-@require_GET
+@require_safe
 def healthz(request):
     """Liveness: this process serves requests. Nothing outside it is asked."""
     return JsonResponse({"status": "ok"})
 
 
 @never_cache
-@require_GET
+@require_safe
 def readyz(request):
     """Readiness: a search can be answered now (200), or which check fails (503)."""
     details = request.GET.get("details", "") not in ("", "0", "false", "no")

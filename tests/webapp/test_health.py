@@ -65,3 +65,8 @@ def test_not_ready_through_workers_when_the_broker_is_down(client, searchable, s
     assert res.status_code == 503, body
     assert not body["checks"]["broker"]["ok"] and body["checks"]["inference_worker"]["error"] == "broker down"
     assert body["checks"]["index"]["ok"]
+
+
+def test_probes_answer_head_as_load_balancers_send_it(client, db):
+    assert client.head("/healthz").status_code == 200
+    assert client.post("/healthz").status_code == 405
