@@ -163,7 +163,12 @@ class SuggestionOut(Schema):
     model: str
     tags: dict[str, list[TagOut]]
     heatmap: str
-    title_draft: str
+    title_draft: str = Field(description="without a title: a draft title that says only what the photo shows, "
+                                         "never a brand (e.g. \"Women Blue Jackets\"); a person completes it. "
+                                         "Empty when a title was sent")
+    title_draft_method: str = Field("", description="how the draft was made: `tags` (gender, colour and kind "
+                                                    "from the suggested tags), `lstm` (the captioner, its brand "
+                                                    "taken off), or empty (no draft)")
     timings_ms: dict[str, float]
     neighbours: list[NeighbourOut] = Field(
         default_factory=list, description="without a title: the nearest catalog items, which voted on the category")
@@ -172,10 +177,13 @@ class SuggestionOut(Schema):
 class ItemCreatedOut(Schema):
     item: ItemOut
     suggestion: SuggestionOut
+    title_is_draft: bool = Field(description="no title was sent, so the item's title is the suggestion's draft "
+                                             "(`title_draft`): check it and add the brand")
 
 
 def suggestion_out(request, suggestion, heatmap: str, nearest=()) -> dict:
     return {"model": suggestion.model, "heatmap": heatmap, "title_draft": suggestion.title_draft,
+            "title_draft_method": suggestion.title_draft_method,
             "timings_ms": {k: round(v, 2) for k, v in suggestion.timings_ms.items()},
             "tags": {h: [{"label": lab, "confidence": round(p, 4)} for lab, p in opts]
                      for h, opts in suggestion.tags.items()},
@@ -204,7 +212,8 @@ def suggest_item(request, image: File[UploadedFile], title: Form[str] = ""):
 
 @api.post("/items", auth=STAFF, response={201: ItemCreatedOut, 400: ErrorOut, 401: ErrorOut, 403: ErrorOut,
                                                 503: ErrorOut},
-          summary="Add a product: photo + title; tags not given are taken from the classifier's suggestion")
+          summary="Add a product: photo + title; tags not given are taken from the classifier's suggestion",
+          description="Without a title the item is saved with the suggestion's draft title (`title_is_draft`).")
 def create_item(request, image: File[UploadedFile], title: Form[str] = "", category: Form[str] = "",
                 gender: Form[str] = "", colour: Form[str] = "", sku: Form[str] = ""):
     title = uploads.clean_title(title)
@@ -216,7 +225,8 @@ def create_item(request, image: File[UploadedFile], title: Form[str] = "", categ
                                  sku=sku)
     finally:
         staged.path.unlink(missing_ok=True)
-    return 201, {"item": item_out(request, item), "suggestion": suggestion_out(request, suggestion, heatmap, nearest)}
+    return 201, {"item": item_out(request, item), "suggestion": suggestion_out(request, suggestion, heatmap, nearest),
+                 "title_is_draft": not title}
 
 
 @api.get("/health", summary="Liveness probe for the API")

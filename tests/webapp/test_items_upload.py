@@ -92,9 +92,8 @@ def test_page_errors_are_plain_words(staff_client, searchable):
     assert res.status_code == 400 and "invalid" in res.content.decode()
 
 
-def test_without_a_title_the_nearest_items_vote_and_lend_their_title(searchable, monkeypatch):
-    """An untitled upload asks the index once for its nearest items: they vote on the category and the
-    nearest one's title is the draft (the demo has no captioner)."""
+def test_without_a_title_the_nearest_items_vote(searchable, monkeypatch):
+    """An untitled upload asks the index once for its nearest items: they vote on the category."""
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     from webapp import uploads
@@ -117,7 +116,7 @@ def test_without_a_title_the_nearest_items_vote_and_lend_their_title(searchable,
     assert shown == nearest
     assert seen["neighbours"] == [(i.category, s) for i, s in nearest]
     np.testing.assert_allclose(seen["vector"], vector, atol=1e-6)  # embedded once, for the search and the tags
-    assert draft == nearest[0][0].title and suggestion.model == "image-only"
+    assert suggestion.model == "image-only" and draft == suggestion.title_draft
     uploads.suggest(staged, "Red bag")
     assert seen["neighbours"] is None
 
@@ -135,3 +134,26 @@ def test_api_suggest_lists_the_voting_neighbours_only_without_a_title(client, se
     assert client.get(near[0]["image_url"]).status_code == 200
     titled = client.post("/api/items/suggest", {"image": photo("Handbags"), "title": "Red bag"}, **auth).json()
     assert titled["neighbours"] == [] and titled["model"] == "fused"
+
+
+def test_an_untitled_upload_gets_a_draft_that_names_no_brand(staff_client, searchable):
+    """Every synthetic title names the brand "Acme", which no photo shows: the draft says the gender, colour and
+    kind the tags suggest, and the page and the API call it a draft."""
+    from search.captions import draft_from_tags
+
+    body = staff_client.post("/api/items/suggest", {"image": photo("Handbags")}).json()
+    assert body["title_draft_method"] == "tags" and "Acme" not in body["title_draft"]
+    best = {head: [(o["label"], o["confidence"]) for o in options[:1]] for head, options in body["tags"].items()}
+    assert body["title_draft"] == draft_from_tags(best)
+    assert body["title_draft"].split()[-1] == body["tags"]["category"][0]["label"].split()[-1]
+    assert staff_client.post("/api/items/suggest", {"image": photo(), "title": "Red bag"}).json()["title_draft"] == ""
+
+    html = staff_client.post("/items/new/", {"action": "suggest", "image": photo("Handbags")}).content.decode()
+    draft = html.split('name="title" maxlength="200" value="')[1].split('"')[0]
+    assert draft and "Acme" not in draft and 'class="badge draft"' in html
+
+    created = staff_client.post("/api/items", {"image": photo("Handbags")})
+    assert created.status_code == 201, created.content
+    assert created.json()["title_is_draft"] is True and "Acme" not in created.json()["item"]["title"]
+    titled = staff_client.post("/api/items", {"image": photo("Handbags"), "title": "Acme Women Red Handbags 7"})
+    assert titled.json()["title_is_draft"] is False

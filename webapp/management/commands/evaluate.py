@@ -343,6 +343,6 @@ class Command(BaseCommand):
             out["lstm"] = {"bleu4": bleu4(drafts, titles), "examples": list(zip(drafts[:5], titles[:5]))}
             report["models"]["captioner"] = models.version("captioner")
         out["winner"] = max((m for m in ("neighbour", "lstm") if m in out), key=lambda m: out[m]["bleu4"])
-        # what uploads use: the LSTM only when asked for and trained (webapp.uploads falls back to the neighbour)
-        out["in_use"] = "lstm" if settings.CAPTION_METHOD == "lstm" and "lstm" in out else "neighbour"
+        # what uploads use: the LSTM only when asked for and trained (webapp.uploads falls back to the tags)
+        out["in_use"] = "lstm" if settings.CAPTION_METHOD == "lstm" and "lstm" in out else "tags"
         report["captions"] = out
