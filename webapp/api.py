@@ -9,7 +9,7 @@ from django.db import OperationalError
 from django.http import Http404
 from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import get_object_or_404
-from ninja import File, Form, NinjaAPI, Query, Schema
+from ninja import File, Form, NinjaAPI, Path, Query, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.files import UploadedFile
 from pydantic import Field
@@ -28,9 +28,12 @@ class ErrorOut(Schema):
     error: str
 
 
+CATALOG_ID = ("the item's catalog id: the product id of the catalog it came from (\"Catalog id\" on its page, "
+              "/items/<id>/ in its URL), or the one given when it was added")
+
+
 class ItemOut(Schema):
-    id: int
-    sku: str
+    id: str = Field(description=CATALOG_ID)
     title: str
     category: str
     gender: str
@@ -138,13 +141,21 @@ def search(request, photo: File[UploadedFile] = None, sketch: File[UploadedFile]
     return search_out(request, outcome.result, query.describe(), started, outcome.generated_image)
 
 
+# Any catalog id but "." and ".." (a URL path segment cannot be those) and nothing with a "/" (no catalog id has one).
+CATALOG_ID_PATTERN = r"^(?:[^/.][^/]*|\.[^/.][^/]*|\.\.[^/]+)$"
+
+
 @api.get("/items/{item_id}/similar", response={200: SearchOut, 400: ErrorOut, 404: ErrorOut, 503: ErrorOut},
-         summary="Items most similar to a catalog item")
-def similar(request, item_id: int, k: int = Query(None, ge=1, le=settings.SEARCH_MAX_K), category: str = "", gender: str = "", colour: str = ""):
+         summary="Items most similar to a catalog item",
+         description="`item_id` is the item's catalog id, the `id` of every result (404 for an id no visible "
+                     "item has).")
+def similar(request, item_id: str = Path(..., description=CATALOG_ID, max_length=64, pattern=CATALOG_ID_PATTERN),
+            k: int = Query(None, ge=1, le=settings.SEARCH_MAX_K), category: str = "", gender: str = "",
+            colour: str = ""):
     started = time.perf_counter()
-    item = get_object_or_404(Item, pk=item_id, hidden=False)  # -> 404 {"error": ...} (``not_found``)
+    item = get_object_or_404(Item, sku=item_id, hidden=False)  # -> 404 {"error": ...} (``not_found``)
     result = similar_items(item, queries.clamp_k(k), Filters(category, gender, colour))
-    return search_out(request, result, {"kind": "similar", "item": item.pk}, started)
+    return search_out(request, result, {"kind": "similar", "item": item.sku}, started)
 
 
 class TagOut(Schema):
@@ -153,7 +164,7 @@ class TagOut(Schema):
 
 
 class NeighbourOut(Schema):
-    id: int
+    id: str = Field(description=CATALOG_ID)
     category: str
     similarity: float
     image_url: str
@@ -187,12 +198,12 @@ def suggestion_out(request, suggestion, heatmap: str, nearest=()) -> dict:
             "timings_ms": {k: round(v, 2) for k, v in suggestion.timings_ms.items()},
             "tags": {h: [{"label": lab, "confidence": round(p, 4)} for lab, p in opts]
                      for h, opts in suggestion.tags.items()},
-            "neighbours": [{"id": item.pk, "category": item.category, "similarity": round(score, 4),
+            "neighbours": [{"id": item.sku, "category": item.category, "similarity": round(score, 4),
                             "image_url": request.build_absolute_uri(item.image_url)} for item, score in nearest]}
 
 
 def item_out(request, item: Item) -> dict:
-    return {"id": item.pk, "sku": item.sku, "title": item.title, "category": item.category, "gender": item.gender,
+    return {"id": item.sku, "title": item.title, "category": item.category, "gender": item.gender,
             "colour": item.colour, "image_url": request.build_absolute_uri(item.image_url),
             "url": request.build_absolute_uri(item.get_absolute_url())}
 
@@ -215,7 +226,9 @@ def suggest_item(request, image: File[UploadedFile], title: Form[str] = ""):
           summary="Add a product: photo + title; tags not given are taken from the classifier's suggestion",
           description="Without a title the item is saved with the suggestion's draft title (`title_is_draft`).")
 def create_item(request, image: File[UploadedFile], title: Form[str] = "", category: Form[str] = "",
-                gender: Form[str] = "", colour: Form[str] = "", sku: Form[str] = ""):
+                gender: Form[str] = "", colour: Form[str] = "",
+                sku: str = Form("", description="the new item's catalog id, its `id` from then on (letters, digits, "
+                                                 "'.', '-', '_'); default: a generated one")):
     title = uploads.clean_title(title)
     staged = uploads.stage_upload(image)
     try:

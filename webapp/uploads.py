@@ -21,6 +21,7 @@ from webapp.services import get_models
 
 TOKEN = re.compile(r"^[0-9a-f]{32}$")
 MAX_TITLE = 200
+RESERVED_SKUS = {"new"}  # /items/new/ is the upload page: an item of that catalog id could not be reached
 
 
 @dataclass
@@ -115,8 +116,10 @@ def save_item(staged: StagedUpload, *, title: str, category: str, gender: str = 
     if not category or len(category) > 100:
         raise QueryError("a category is required (at most 100 characters)")
     sku = (sku or "").strip() or f"u{staged.token[:12]}"
-    if len(sku) > 64 or not re.match(r"^[\w.-]+$", sku):
+    if len(sku) > 64 or not re.match(r"^[\w.-]+$", sku) or sku in (".", ".."):
         raise QueryError("the catalog id may use letters, digits, '.', '-' and '_' (at most 64)")
+    if sku in RESERVED_SKUS:
+        raise QueryError(f"the catalog id {sku!r} is the name of a page of the site: choose another")
     if Item.objects.filter(sku=sku).exists():
         raise QueryError(f"an item with catalog id {sku} already exists")
     items_dir = Path(settings.MEDIA_ROOT) / "items"

@@ -203,7 +203,7 @@ def test_words_find_the_item_by_its_title_and_the_matching_words_are_marked(web,
     page.keyboard.press("Enter")
     wait_until_settled(page)
     first = page.locator("#results .card").first
-    assert first.locator(":scope > a").get_attribute("href").endswith(f"/items/{item.pk}/")
+    assert first.locator(":scope > a").get_attribute("href").endswith(f"/items/{item.sku}/")
     marked = first.locator(".title mark").all_inner_texts()
     assert marked == item.title.split()  # every word of the title is one the query has
     web.shot(page, "05b-text-search-title-match")

@@ -40,10 +40,10 @@ def test_token_upload_suggests_tags_and_saves(client, searchable, django_user_mo
     assert abs(sum(t["confidence"] for t in tags["category"]) - 1) < 0.5  # top-3 of a softmax
     assert body["suggestion"]["model"] == "fused"
     assert body["suggestion"]["heatmap"].startswith("data:image/png;base64,")
-    item = Item.objects.get(pk=body["item"]["id"])
+    item = Item.objects.get(sku=body["item"]["id"])
     assert item.source == "upload" and item.category == tags["category"][0]["label"]
     assert item.image_path.endswith(".jpg") and "staging" not in item.image_path
-    assert client.get(f"/items/{item.pk}/image").status_code == 200
+    assert client.get(f"/items/{item.sku}/image").status_code == 200
 
 
 def test_non_staff_token_is_refused(client, searchable, django_user_model):
@@ -130,7 +130,7 @@ def test_api_suggest_lists_the_voting_neighbours_only_without_a_title(client, se
     near = body["neighbours"]
     assert len(near) == 10 and body["model"] == "image-only"
     assert [n["similarity"] for n in near] == sorted((n["similarity"] for n in near), reverse=True)
-    assert all(Item.objects.get(pk=n["id"]).category == n["category"] for n in near)
+    assert all(Item.objects.get(sku=n["id"]).category == n["category"] for n in near)
     assert client.get(near[0]["image_url"]).status_code == 200
     titled = client.post("/api/items/suggest", {"image": photo("Handbags"), "title": "Red bag"}, **auth).json()
     assert titled["neighbours"] == [] and titled["model"] == "fused"

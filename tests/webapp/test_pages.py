@@ -41,10 +41,10 @@ def test_browse_filters_and_paginates(client, searchable):
 
 def test_item_page_shows_similar_items_and_image(client, searchable):
     item = Item.objects.filter(category="Tshirts").first()
-    html = client.get(f"/items/{item.pk}/").content.decode()
+    html = client.get(f"/items/{item.sku}/").content.decode()
     assert item.title in html and "Similar items" in html
-    img = client.get(f"/items/{item.pk}/image")
+    img = client.get(f"/items/{item.sku}/image")
     assert img.status_code == 200 and img["Content-Type"] == "image/jpeg"
     Item.objects.filter(pk=item.pk).update(hidden=True)
-    assert client.get(f"/items/{item.pk}/").status_code == 404
-    assert client.get(f"/items/{item.pk}/image").status_code == 404
+    assert client.get(f"/items/{item.sku}/").status_code == 404
+    assert client.get(f"/items/{item.sku}/image").status_code == 404

@@ -83,8 +83,8 @@ def test_embedding_map_points_are_indexed_items(admin_client, searchable):
     assert len(body["points"]) == Item.objects.count() == 160
     names = [c["name"] for c in body["categories"]]
     assert sorted(names) == ["Casual Shoes", "Handbags", "Tshirts", "Watches"]
-    x, y, pk, cat, title = body["points"][0]
-    assert 0 <= x <= 1 and 0 <= y <= 1 and Item.objects.get(pk=pk).title == title
-    assert Item.objects.get(pk=pk).category == names[cat]
+    x, y, sku, cat, title = body["points"][0]  # items by their catalog id, as their pages are
+    assert 0 <= x <= 1 and 0 <= y <= 1 and Item.objects.get(sku=sku).title == title
+    assert Item.objects.get(sku=sku).category == names[cat]
     html = admin_client.get("/report/").content.decode()
     assert 'data-url="/report/embedding.json"' in html and "Embedding map" in html

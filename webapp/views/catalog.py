@@ -31,8 +31,8 @@ def browse(request):
 
 
 @require_GET
-def item_detail(request, pk: int):
-    item = get_object_or_404(Item, pk=pk, hidden=False)
+def item_detail(request, sku: str):
+    item = get_object_or_404(Item, sku=sku, hidden=False)
     context = {"item": item, "looked": get_models().available("encoder")}
     try:
         context["result"] = similar_items(item, 12)
@@ -41,9 +41,9 @@ def item_detail(request, pk: int):
     return render(request, "webapp/item.html", context)
 
 
-def visible_item(request, pk: int) -> Item:
-    """The item, or 404; a hidden one only for staff."""
-    item = get_object_or_404(Item, pk=pk)
+def visible_item(request, sku: str) -> Item:
+    """The item of a catalog id, or 404; a hidden one only for staff."""
+    item = get_object_or_404(Item, sku=sku)
     if item.hidden and not request.user.is_staff:
         raise Http404
     return item
@@ -51,8 +51,8 @@ def visible_item(request, pk: int) -> Item:
 
 @require_GET
 @cache_control(max_age=3600)
-def item_image(request, pk: int):
-    item = visible_item(request, pk)
+def item_image(request, sku: str):
+    item = visible_item(request, sku)
     try:
         return FileResponse(open(item.image_path, "rb"), content_type="image/jpeg")
     except OSError:
@@ -61,7 +61,7 @@ def item_image(request, pk: int):
 
 @require_GET
 @cache_control(max_age=3600)
-def item_looked(request, pk: int):
+def item_looked(request, sku: str):
     """PNG: where Image2Vec looked in an item's photo for ``?category=`` (default: the item's own category), its
     class activation map over the photo. Results and item pages show it on demand."""
     try:  # a forward pass per picture: counted like searches, per client
@@ -70,7 +70,7 @@ def item_looked(request, pk: int):
         response = HttpResponse(str(exc), status=429, content_type="text/plain")
         response["Retry-After"] = str(exc.retry_after)
         return response
-    item = visible_item(request, pk)
+    item = visible_item(request, sku)
     models = get_models()
     if not models.available("encoder"):
         return HttpResponse("no image encoder is trained yet: run `python manage.py train encoder`", status=503,

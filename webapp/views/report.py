@@ -249,13 +249,13 @@ def project_2d(vectors: np.ndarray) -> np.ndarray:
 @staff_member_required
 @require_GET
 def report_embedding(request):
-    """A t-SNE map of a sample of the active index's image vectors, with item titles and categories.
+    """A t-SNE map of a sample of the active index's image vectors: [x, y, catalog id, category, title] points.
     Computed once per index version (some seconds) and cached under ARTIFACTS_DIR/reports."""
     try:
         version, store, item_of = active_store()
     except SearchUnavailable as exc:
         return JsonResponse({"error": str(exc)}, status=503)
-    cached = reports_dir() / f"embedding-{version.name}.json"
+    cached = reports_dir() / f"embedding-{version.name}-sku.json"  # points name items by catalog id
     if cached.is_file():
         return HttpResponse(cached.read_bytes(), content_type="application/json")
     known = np.flatnonzero(item_of >= 0)
@@ -274,7 +274,7 @@ def report_embedding(request):
     points = []
     for (x, y), i in zip(xy, sample, strict=True):
         item = items[int(item_of[i])]
-        points.append([round(float(x), 4), round(float(y), 4), item.pk, index_of[item.category], item.title])
+        points.append([round(float(x), 4), round(float(y), 4), item.sku, index_of[item.category], item.title])
     body = {"version": version.name, "indexed": int(store.count), "method": "t-SNE",
             "categories": [{"name": c, "count": counts[c]} for c in categories],
             "coloured": MAP_COLOURED_CATEGORIES, "points": points}
