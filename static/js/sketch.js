@@ -317,13 +317,10 @@
     img.loading = "lazy";
     img.width = 120; img.height = 160;
     a.append(img, titleWithMatches(hit.title, words || ""));
+    // No score on the card: it only orders the hits (the API documents it), a shopper reads nothing in it.
     const meta = document.createElement("span");
     meta.className = "meta";
-    const score = document.createElement("span");
-    score.className = "score";
-    score.title = words ? "score: similarity and title match" : "cosine similarity";
-    score.textContent = hit.score.toFixed(2);
-    meta.append(`${hit.category} · `, score);
+    meta.append(hit.category);
     if (hit.heatmap_url) {
       const looked = document.createElement("a");
       looked.className = "looked";

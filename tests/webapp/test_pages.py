@@ -1,4 +1,5 @@
 import io
+import re
 
 import numpy as np
 import pytest
@@ -22,6 +23,22 @@ def test_home_photo_search_renders_results(client, searchable):
     html = res.content.decode()
     assert res.status_code == 200 and html.count('class="card"') == 12
     assert "Watches" in html
+
+
+def test_result_cards_show_no_scores_and_the_api_says_what_its_score_is(client, searchable):
+    """A ranking score (a cosine plus a category bonus, 1.48 on every card of a photo search) tells a shopper
+    nothing: the cards leave it out; the API keeps it and its schema says what it is."""
+    f = io.BytesIO(jpeg_bytes(draw_item("Watches", COLOURS["Green"], np.random.default_rng(5))))
+    f.name = "watch.jpg"
+    html = client.post("/", {"photo": f}).content.decode()
+    cards = html[html.index('<ul class="grid">'):]
+    assert cards.count('class="card"') == 12
+    assert 'class="score"' not in cards and not re.search(r"\b-?\d\.\d\d\b", cards), "a score on a card"
+    similar = client.get(f"/items/{Item.objects.first().sku}/").content.decode()
+    assert 'class="score"' not in similar and "Similar items" in similar
+    schema = client.get("/api/openapi.json").json()
+    score = schema["components"]["schemas"]["HitOut"]["properties"]["score"]
+    assert "cosine" in score["description"] and "RERANK_WEIGHT" in score["description"]
 
 
 def test_home_bad_upload_shows_form_error(client, searchable):
