@@ -1,5 +1,6 @@
 // The home page's search: a sketch canvas (pointer events: mouse, touch, pen), sketch and photo
-// uploads, words, a road and filters, all sent to POST /api/search; results update in place.
+// uploads, words and filters, all sent to POST /api/search; results update in place. (The sketch road is the
+// server's default: the GAN road is an API parameter only, far worse with today's models.)
 // Without JavaScript the same form posts to the page itself and still works (photo or sketch file).
 (function () {
   "use strict";
@@ -205,7 +206,7 @@
   form.addEventListener("change", (e) => {
     const name = e.target.name;
     if (!liveSearch.checked) return;
-    if ((name === "road" && source === "sketch") || (["category", "gender", "colour"].includes(name) && (source || textInput.value.trim()))) {
+    if (["category", "gender", "colour"].includes(name) && (source || textInput.value.trim())) {
       search();
     }
   });
@@ -373,8 +374,6 @@
     if (source === "sketch") data.append("sketch", await sketchBlob(), "sketch.png");
     else if (source === "photo" && photoInput.files[0]) data.append("photo", photoInput.files[0]);
     if (words) data.append("text", words);
-    const road = form.querySelector("[name=road]:checked");
-    if (road && source === "sketch") data.append("road", road.value);
     for (const name of ["category", "gender", "colour"]) {
       const value = form.elements[name].value;
       if (value) data.append(name, value);

@@ -41,6 +41,15 @@ def test_result_cards_show_no_scores_and_the_api_says_what_its_score_is(client, 
     assert "cosine" in score["description"] and "RERANK_WEIGHT" in score["description"]
 
 
+def test_the_search_page_offers_no_gan_road_and_the_api_explains_it(client, searchable):
+    html = client.get("/").content.decode()
+    assert 'name="road"' not in html and "through the GAN" not in html
+    schema = client.get("/api/openapi.json").json()
+    form = schema["paths"]["/api/search"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    road = form["properties"]["road"]
+    assert "`direct`" in road["description"] and "`gan`" in road["description"]
+
+
 def test_home_bad_upload_shows_form_error(client, searchable):
     f = io.BytesIO(b"%PDF-1.4 nope")
     f.name = "doc.pdf"
