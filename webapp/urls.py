@@ -3,7 +3,7 @@ from django.urls import path
 
 from webapp.api import api
 from webapp.health import healthz
-from webapp.views import catalog, items, report, search
+from webapp.views import catalog, items, report, search, site
 
 urlpatterns = [
     path("", search.home, name="home"),
@@ -23,4 +23,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", api.urls),
     path("healthz", healthz, name="healthz"),  # issue 5: health probe
+    path("favicon.ico", site.favicon, name="favicon"),
 ]

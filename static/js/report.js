@@ -25,7 +25,7 @@
     const img = document.createElement("img");
     img.src = imageUrl(id);
     img.alt = title;
-    img.width = 90; img.height = 120;
+    img.width = 120; img.height = 160; // twice the photo's 60x80: crisp
     const link = document.createElement("a");
     link.href = itemUrl(id);
     link.textContent = title;

@@ -307,17 +307,22 @@
     return span;
   }
 
-  function card(hit, words) {
+  const EAGER_CARDS = 16; // two rows of a wide screen load at once, the rest when scrolled to (as the pages do)
+
+  function card(hit, words, index) {
     const li = document.createElement("li");
     li.className = "card";
     const a = document.createElement("a");
     a.href = hit.url;
+    const thumb = document.createElement("span"); // a 3:4 placeholder until the photo arrives
+    thumb.className = "thumb";
     const img = document.createElement("img");
-    img.src = hit.image_url;
     img.alt = hit.title;
-    img.loading = "lazy";
     img.width = 120; img.height = 160;
-    a.append(img, titleWithMatches(hit.title, words || ""));
+    if (index >= EAGER_CARDS) img.loading = "lazy";
+    img.src = hit.image_url;
+    thumb.append(img);
+    a.append(thumb, titleWithMatches(hit.title, words || ""));
     // No score on the card: it only orders the hits (the API documents it), a shopper reads nothing in it.
     const meta = document.createElement("span");
     meta.className = "meta";
@@ -346,7 +351,7 @@
     if (body.results.length) {
       const ul = document.createElement("ul");
       ul.className = "grid";
-      body.results.forEach((hit) => ul.appendChild(card(hit, words)));
+      body.results.forEach((hit, i) => ul.appendChild(card(hit, words, i)));
       section.appendChild(ul);
     } else {
       const p = document.createElement("p");

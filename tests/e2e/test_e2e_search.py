@@ -3,6 +3,7 @@ the phone layout with a touch; the form without JavaScript."""
 
 from __future__ import annotations
 
+import io
 import itertools
 import re
 
@@ -185,6 +186,38 @@ def test_photo_upload_then_item_with_similar_items(web, searchable):
     assert heroes.count() == 2  # the photo and where the model looked
     page.wait_for_function("[...document.querySelectorAll('img.hero')].every(i => i.complete && i.naturalWidth > 0)")
     web.shot(page, "04-item-similar")
+
+
+def test_thumbnails_are_crisp_and_hold_their_place(web, searchable):
+    """The 60x80 photos are drawn at twice their size pixel for pixel (each photo pixel a 2x2 block: no smear),
+    in a 3:4 placeholder that holds their place while they load; the first rows load at once."""
+    page = web.open("/browse/")
+    page.wait_for_load_state("load")
+    boxes = page.evaluate("""() => [...document.querySelectorAll('.card .thumb')].map((thumb, i) => {
+        const img = thumb.querySelector('img'), style = getComputedStyle(thumb);
+        return {i, ratio: style.aspectRatio, background: style.backgroundColor, w: thumb.clientWidth,
+                h: thumb.clientHeight, rendering: getComputedStyle(img).imageRendering, loading: img.loading,
+                complete: img.complete, natural: [img.naturalWidth, img.naturalHeight]}; })""")
+    assert len(boxes) == 48
+    for box in boxes:
+        assert (box["w"], box["h"]) == (120, 160) and box["ratio"] == "3 / 4", box
+        assert box["background"] not in ("rgba(0, 0, 0, 0)", "rgb(255, 255, 255)"), box  # a visible placeholder
+        assert box["rendering"] == "pixelated", box
+        assert box["loading"] == ("auto" if box["i"] < 16 else "lazy"), box
+    assert all(b["complete"] and b["natural"] == [60, 80] for b in boxes[:16])  # loaded with the page
+
+    # The photo as drawn on the screen (device pixel 1:1); it sits at a fractional CSS position, snapped to the
+    # pixel grid, so look for it in a frame one pixel wider all round.
+    box = page.locator(".card .thumb img").first.bounding_box()
+    x, y = int(box["x"]) - 1, int(box["y"]) - 1
+    shot = page.screenshot(clip={"x": x, "y": y, "width": 122, "height": 162})
+    frame = np.asarray(Image.open(io.BytesIO(shot)).convert("RGB"), dtype=np.int16)
+    def blockiness(dx, dy):  # the largest difference inside the 2x2 blocks of the photo drawn at (dx, dy)
+        blocks = frame[dy : dy + 160, dx : dx + 120].reshape(80, 2, 60, 2, 3)[4:-4, :, 4:-4]  # not the round corners
+        return np.abs(blocks - blocks[:, :1, :, :1]).max()
+    assert min(blockiness(dx, dy) for dx in range(3) for dy in range(3)) <= 2  # every 2x2 block: one photo pixel
+    assert frame.std() > 10  # and it is a photo, not a blank box
+    web.shot(page, "09-browse-thumbnails")
 
 
 def test_text_search_shows_results_or_the_apis_message(web, searchable):

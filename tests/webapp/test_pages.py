@@ -3,6 +3,7 @@ import re
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from tests.conftest import COLOURS, draw_item, jpeg_bytes
 from webapp.models import Item
@@ -55,6 +56,21 @@ def test_home_bad_upload_shows_form_error(client, searchable):
     f.name = "doc.pdf"
     res = client.post("/", {"photo": f})
     assert res.status_code == 400 and "not a readable image" in res.content.decode()
+
+
+def test_thumbnails_hold_their_place_the_first_rows_load_first_and_there_is_a_favicon(client, searchable):
+    html = client.get("/browse/").content.decode()
+    thumbs = re.findall(r'<span class="thumb"><img [^>]*>', html)  # the 3:4 box that holds each photo's place
+    assert len(thumbs) == 48 and all('width="120" height="160"' in t for t in thumbs)  # twice the 60x80 photos
+    assert not any("lazy" in t for t in thumbs[:16]) and all('loading="lazy"' in t for t in thumbs[16:])
+    results = client.get(f"/items/{Item.objects.first().sku}/").content.decode()
+    assert results.count('<span class="thumb"><img') == 12 and 'loading="lazy"' not in results.split("Similar items")[1]
+
+    icon = client.get("/favicon.ico")  # browsers ask for it on every page, the admin's and the API docs' too
+    assert icon.status_code == 200 and icon["Content-Type"] == "image/vnd.microsoft.icon"
+    with Image.open(io.BytesIO(b"".join(icon.streaming_content))) as ico:
+        assert ico.format == "ICO" and {(16, 16), (32, 32)} <= set(ico.info["sizes"])
+    assert '<link rel="icon" href="/favicon.ico"' in html
 
 
 def test_browse_filters_and_paginates(client, searchable):
