@@ -91,3 +91,14 @@ def test_evaluate_reports_text_queries_with_and_without_the_title_match(searchab
     brand = text["brand_queries"]
     assert brand["n"] > 0 and brand["query"] == "<brand> <colour> <articleType>"
     assert 0.5 < brand["p_at_5"] <= 1 and 0 <= brand["joint_space_alone_p_at_5"] <= 1
+
+
+def test_a_limit_samples_the_validation_sweeps_too(searchable_with_text, tmp_path):
+    """``--limit N`` (the demo's quick evaluation) takes N validation queries in each sweep as well, not all."""
+    out = tmp_path / "evaluate.json"
+    call_command("evaluate", json=str(out), limit=5)
+    report = json.loads(out.read_text())
+    n_val = sum(split_of(sku) == "val" for sku in Item.objects.values_list("sku", flat=True))
+    assert n_val > 5 and report["photo"]["n"] == 5 and report["command"].endswith("--limit 5")
+    assert report["text"]["lexical_sweep_validation"]["n"] == 5
+    assert report["classifier"]["image_only"]["with_neighbours"]["sweep_validation"]["n"] == 5

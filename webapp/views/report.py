@@ -13,6 +13,7 @@ import json
 import math
 import re
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -118,7 +119,7 @@ def render_curves(summary: dict, target: Path) -> None:
     history = summary["history"]
     epochs = [row.get("epoch", i + 1) for i, row in enumerate(history)]
     panels = [(title, s) for title, s in zip(("losses", "metrics"), curve_series(history), strict=True) if s]
-    fig = Figure(figsize=(4.2 * max(1, len(panels)), 3.0), dpi=100, layout="constrained")
+    fig = Figure(figsize=(5.2 * max(1, len(panels)), 3.0), dpi=100, layout="constrained")
     for n, (title, series) in enumerate(panels, start=1):
         ax = fig.add_subplot(1, len(panels), n)
         for name, values in series.items():
@@ -128,7 +129,8 @@ def render_curves(summary: dict, target: Path) -> None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, frameon=False)
+        # beside the plot, not on it: the classifier's six accuracies leave no empty corner inside
+        ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".tmp.png")
     fig.savefig(tmp, format="png")
@@ -136,7 +138,7 @@ def render_curves(summary: dict, target: Path) -> None:
 
 
 def curves_file(summary: dict) -> Path:
-    safe = re.sub(r"[^\w.-]", "_", f"curves-{summary['name']}-{summary['version']}")
+    safe = re.sub(r"[^\w.-]", "_", f"curves-{summary['name']}-{summary['version']}-legend-beside")
     return reports_dir() / f"{safe}.png"
 
 
@@ -186,7 +188,18 @@ def evaluation() -> dict | None:
     for section, value in data.items():
         rows = flatten(value) if isinstance(value, dict) else [("", value)]
         sections.append({"name": section, "rows": [(name, figure(value)) for name, value in rows]})
-    return {"sections": sections, "modified": path.stat().st_mtime}
+    return {"sections": sections, "modified": datetime.fromtimestamp(path.stat().st_mtime, tz=UTC),
+            **evaluation_scope(data)}
+
+
+def evaluation_scope(data: dict) -> dict:
+    """What an evaluation measured: ``n`` test items (``sample``: a ``--limit`` sample, as the demo's), of which
+    index, in how many seconds."""
+    photo, index = data.get("photo"), data.get("index")
+    limit = re.search(r"--limit (\d+)", str(data.get("command", "")))
+    return {"n": photo.get("n") if isinstance(photo, dict) else None, "sample": bool(limit),
+            "index_version": index.get("version", "") if isinstance(index, dict) else "",
+            "seconds": duration(data.get("seconds"))}
 
 
 @staff_member_required
@@ -198,12 +211,15 @@ def model_report(request):
         index, index_error = version, ""
     except SearchUnavailable as exc:
         index, index_error = None, str(exc)
+    scores = evaluation()
     context = {
+        "evaluation_is_stale": bool(scores and index and scores.get("index_version")
+                                    and scores["index_version"] != index.name),
         "checkpoints": checkpoints,
         "models_dir": models_dir(),
         "gan_samples": gan_samples_path() is not None,
         "confusion": confusion_path() is not None,
-        "evaluation": evaluation(),
+        "evaluation": scores,
         "index": index,
         "index_error": index_error,
     }
