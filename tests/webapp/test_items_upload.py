@@ -76,6 +76,7 @@ def test_page_flow_suggest_then_confirm(staff_client, searchable):
     assert res.status_code == 200 and 'name="token"' in html and "data:image/png;base64," in html
     assert "image-only" in html  # no title: the image-only twin answered
     assert html.count('class="card"') == 10 and "Nearest catalog items" in html  # ... and the nearest items voted
+    assert html.count("% of the vote</span>") == 10 and 'class="score"' not in html  # their shares, not cosines
     token = html.split('name="token" value="')[1].split('"')[0]
     res = staff_client.post("/items/new/", {"action": "save", "token": token, "title": "New bag",
                                              "category": "Handbags", "gender": "Women", "colour": "Red"})
