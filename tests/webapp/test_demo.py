@@ -42,6 +42,8 @@ def test_the_demo_leaves_a_report_with_real_figures(db, artifacts, settings, syn
     html = admin_client.get("/report/").content.decode()
     assert "No evaluation yet" not in html and "Not available yet" not in html  # figures and the confusion matrix
     assert "n = 5 test items, a sample" in html and 'id="evaluation-scope"' in html
+    assert "Photo search: items of the same kind among the top 5" in html  # the figures in words, first
+    assert "The active index is" not in html  # the evaluation is of the active index
 
     before = path.stat().st_mtime_ns
     call_command("prepare_demo")  # a second run: the index is the same, so is its evaluation

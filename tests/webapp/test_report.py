@@ -115,3 +115,26 @@ def test_embedding_map_points_are_indexed_items(admin_client, searchable):
     assert Item.objects.get(sku=sku).category == names[cat]
     html = admin_client.get("/report/").content.decode()
     assert 'data-url="/report/embedding.json"' in html and "Embedding map" in html
+
+
+def test_evaluation_leads_with_its_figures_in_words_and_says_when_it_is_of_another_index(admin_client, searchable,
+                                                                                          artifacts):
+    from webapp.models import IndexVersion
+
+    active = IndexVersion.objects.get(is_active=True)
+    reports = artifacts / "reports"
+    reports.mkdir(parents=True, exist_ok=True)
+    figures = {"photo": {"p_at_5": 0.8123, "n": 300}, "sketch": {"direct": {"p_at_5": 0.58}, "gan": {"p_at_5": 0.2}},
+               "index": {"version": active.name, "count": 160}, "seconds": 52.3,
+               "command": "python manage.py evaluate --limit 300"}
+    (reports / "evaluate.json").write_text(json.dumps(figures))
+    html = admin_client.get("/report/").content.decode()
+    assert "n = 300 test items, a sample" in html and "in 52 s" in html
+    headline = html.split('class="headline')[1].split("</table>")[0]
+    assert "Photo search: items of the same kind among the top 5" in headline and "0.81" in headline
+    assert "through the GAN road" in headline and "0.20" in headline and 'style="width: 58%"' in headline
+    assert "The active index is" not in html
+
+    (reports / "evaluate.json").write_text(json.dumps({**figures, "index": {"version": "v-older", "count": 150}}))
+    html = admin_client.get("/report/").content.decode()
+    assert f"The active index is {active.name}, built since" in html

@@ -174,6 +174,31 @@ def flatten(value, prefix: str = "") -> list[tuple[str, object]]:
     return [(prefix, value)]
 
 
+# The figures a reader looks for first, in words; every figure is in the full tables below them.
+HEADLINE = [
+    ("photo.p_at_5", "Photo search: items of the same kind among the top 5"),
+    ("sketch.direct.p_at_5", "Sketch search (sketches drawn from test photos): same kind among the top 5"),
+    ("sketch.gan.p_at_5", "The same sketches through the GAN road"),
+    ("text.p_at_5", "Search by words (test titles): same kind among the top 5"),
+    ("text.r_at_10", "Search by words: the title's own item among the top 10"),
+    ("classifier.image_only.with_neighbours.accuracy", "Category of an upload without a title"),
+    ("classifier.fused.accuracy", "Category of an upload with its title"),
+    ("ann.recall_at_10", "The index finds what an exact search finds (recall@10)"),
+]
+
+
+def headline(data: dict) -> list[tuple[str, float]]:
+    """(what it measures, value in [0, 1]) of the ``HEADLINE`` figures the evaluation has."""
+    out = []
+    for path, label in HEADLINE:
+        value = data
+        for key in path.split("."):
+            value = value.get(key) if isinstance(value, dict) else None
+        if _number(value) and 0 <= value <= 1:
+            out.append((label, float(value)))
+    return out
+
+
 def evaluation() -> dict | None:
     path = reports_dir() / "evaluate.json"
     if not path.is_file():
@@ -188,8 +213,8 @@ def evaluation() -> dict | None:
     for section, value in data.items():
         rows = flatten(value) if isinstance(value, dict) else [("", value)]
         sections.append({"name": section, "rows": [(name, figure(value)) for name, value in rows]})
-    return {"sections": sections, "modified": datetime.fromtimestamp(path.stat().st_mtime, tz=UTC),
-            **evaluation_scope(data)}
+    return {"sections": sections, "headline": headline(data),
+            "modified": datetime.fromtimestamp(path.stat().st_mtime, tz=UTC), **evaluation_scope(data)}
 
 
 def evaluation_scope(data: dict) -> dict:

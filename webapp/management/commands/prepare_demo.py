@@ -9,6 +9,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from search.catalog import split_of
 from search.engine import MODEL_FILES
 from webapp.models import IndexVersion, Item
 
@@ -44,10 +45,12 @@ class Command(BaseCommand):
         if evaluated == active.name:
             self.step(f"evaluation: the model report has figures of index {active.name} ({path})")
             return
-        self.step(f"evaluation: {DEMO_EVALUATION_SAMPLE} test items for the model report (about a minute; the whole "
-                  f"test split: manage.py evaluate --json {path})")
+        n_test = sum(split_of(sku) == "test" for sku in Item.objects.filter(hidden=False).values_list("sku", flat=True))
+        sample = DEMO_EVALUATION_SAMPLE if n_test > DEMO_EVALUATION_SAMPLE else None  # else the whole test split
+        self.step(f"evaluation: {min(n_test, DEMO_EVALUATION_SAMPLE)} of the {n_test} test items for the model report "
+                  f"(about a minute; all of them: manage.py evaluate --json {path})")
         try:
-            call_command("evaluate", limit=DEMO_EVALUATION_SAMPLE, json=str(path), stdout=io.StringIO())
+            call_command("evaluate", limit=sample, json=str(path), stdout=io.StringIO())
         except CommandError as exc:  # e.g. a catalog too small for a test split: the demo still serves
             self.stderr.write(f"   no evaluation: {exc}")
             return
