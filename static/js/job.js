@@ -39,6 +39,7 @@
         showSteps(job.steps);
         $("job-summary").textContent = job.summary || "";
         $("job-summary").hidden = !job.summary;
+        $("job-progress").hidden = !!job.steps && !job.total;
         $("job-bar").value = job.percent;
         $("job-count").textContent = `${job.done} / ${job.total}${job.steps ? " images embedded" : ""}`;
         $("job-message").textContent = job.message || "";
