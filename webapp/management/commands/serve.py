@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-STOP_GRACE = 10.0  # seconds the worker may take to stop before it is killed
+STOP_GRACE = 5.0  # seconds the worker may take to stop before it is killed
 
 
 def stop_worker(worker: subprocess.Popen, grace: float = STOP_GRACE) -> None:
