@@ -97,9 +97,10 @@ def step_detail(name: str, state: str, job: Job, detail: str) -> str:
     if state == "waiting":
         return ""
     if name == "snapshot":
-        if "items" not in plan:
+        items = plan.get("items", plan.get("count"))  # a job done before "items" was recorded has its count
+        if items is None or "reused" not in plan:
             return detail or job.stage  # "waiting for a worker", "starting", reading the catalog
-        return (f"{plural(plan['items'], 'item')}: {plural(plan['reused'], 'vector')} reused, "
+        return (f"{plural(items, 'item')}: {plural(plan['reused'], 'vector')} reused, "
                 f"{plural(plan['embedded'], 'image')} to embed")
     if name == "embedding":
         if not plan.get("chunks"):
