@@ -54,22 +54,24 @@ def sizes(run: Run) -> dict:
     return size
 
 
-def item_ids(n: int, seed: int = 0) -> list[int]:
-    """Up to ``n`` visible items' primary keys (for /api/items/<id>/similar), a fixed random sample."""
+def item_ids(n: int, seed: int = 0) -> list[str]:
+    """Up to ``n`` visible items' catalog ids (for /api/items/<id>/similar), a fixed random sample."""
+    from urllib.parse import quote
+
     setup_django()
     from webapp.models import Item
 
-    pks = list(Item.objects.filter(hidden=False).values_list("pk", flat=True))
-    if not pks:
+    skus = list(Item.objects.filter(hidden=False).order_by("pk").values_list("sku", flat=True))
+    if not skus:
         raise RuntimeError("no visible items in the database: import a catalog first")
     rng = np.random.default_rng(seed)
-    return [int(pks[i]) for i in rng.permutation(len(pks))[:n]]
+    return [quote(skus[i], safe="") for i in rng.permutation(len(skus))[:n]]
 
 
 class Traffic:
     """The queries: ``send(i)`` sends the i-th of the mix and returns (ms, status, JSON or None)."""
 
-    def __init__(self, port: int, qs: querysets.QuerySet, ids: list[int], kinds: tuple[str, ...]):
+    def __init__(self, port: int, qs: querysets.QuerySet, ids: list[str], kinds: tuple[str, ...]):
         self.port, self.qs, self.ids, self.kinds = port, qs, ids, kinds
 
     def kind(self, i: int) -> str:

@@ -1,6 +1,5 @@
 """Tag suggestions for an uploaded product: category, gender and colour with confidences,
-and the CAM heatmap of the suggested category. (Caption drafts need the catalog's titles for the
-nearest-neighbour method, so the web app adds them.)"""
+and the CAM heatmap of the suggested category. (The web app adds a draft title: ``webapp.uploads.caption_draft``.)"""
 
 from __future__ import annotations
 
@@ -51,7 +50,8 @@ class Suggestion:
     model: str  # "fused" or "image-only"
     tags: dict[str, list[tuple[str, float]]]  # head -> [(label, probability)] best first
     heatmap: np.ndarray | None = None  # uint8 (80, 60, 3): CAM of the top category over the photo
-    title_draft: str = ""
+    title_draft: str = ""  # for a photo without a title: a draft from what it shows (``webapp.uploads.caption_draft``)
+    title_draft_method: str = ""  # "tags" or "lstm"
     timings_ms: dict[str, float] = field(default_factory=dict)
 
     def best(self, head: str) -> str:
@@ -94,4 +94,4 @@ def suggest_tags(models: ModelSet, image: np.ndarray, title: str = "", top: int 
         best = labels.index(top_label) if top_label in labels else int(np.argmax(probs["category"][0]))
         cam = class_activation_map(classifier, image[None], "category", best)[0]
         heatmap = cam_overlay(image, cam)
-    return Suggestion("image-only" if image_only else "fused", tags, heatmap, "", timings)
+    return Suggestion("image-only" if image_only else "fused", tags, heatmap, timings_ms=timings)

@@ -21,7 +21,7 @@ class ItemAdmin(admin.ModelAdmin):
 
     @admin.display(description="image")
     def thumbnail(self, obj):
-        return format_html('<img src="{}" alt="" style="height:60px;background:#fff">', obj.image_url) if obj.pk else ""
+        return format_html('<img src="{}" alt="" style="height:80px;background:#fff">', obj.image_url) if obj.pk else ""
 
     @admin.action(description="Hide from search and browsing")
     def hide(self, request, queryset):

@@ -9,7 +9,7 @@ from django.db import OperationalError
 from django.http import Http404
 from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import get_object_or_404
-from ninja import File, Form, NinjaAPI, Query, Schema
+from ninja import File, Form, NinjaAPI, Path, Query, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.files import UploadedFile
 from pydantic import Field
@@ -28,9 +28,12 @@ class ErrorOut(Schema):
     error: str
 
 
+CATALOG_ID = ("the item's catalog id: the product id of the catalog it came from (\"Catalog id\" on its page, "
+              "/items/<id>/ in its URL), or the one given when it was added")
+
+
 class ItemOut(Schema):
-    id: int
-    sku: str
+    id: str = Field(description=CATALOG_ID)
     title: str
     category: str
     gender: str
@@ -39,8 +42,16 @@ class ItemOut(Schema):
     url: str
 
 
+SCORE = ("The ranking score (higher ranks first): it orders the hits of one answer and means nothing across "
+         "answers; it is no probability or percentage. A photo or sketch: the cosine similarity of the query's "
+         "and the item's Image2Vec vectors (-1 to 1) plus RERANK_WEIGHT (default 0.5) x the query's probability "
+         "of showing the item's category, so it may pass 1. Words alone: the cosine in the text model's space plus "
+         "LEXICAL_WEIGHT (default 1) x the title match (0 to 1). A picture and words: the weighted sum of each "
+         "part's cosines standardised over the candidates (z-scores, so around 0). Similar items: the cosine.")
+
+
 class HitOut(ItemOut):
-    score: float
+    score: float = Field(description=SCORE)
     heatmap_url: str = Field(description="PNG: where Image2Vec looked in this item's photo for its category")
 
 
@@ -118,6 +129,13 @@ def unavailable(request, exc: Exception):
     return api.create_response(request, {"error": str(exc)}, status=503)
 
 
+ROAD = ("How a sketch reaches the index. `direct` (the default, setting SKETCH_ROAD): the image encoder, which saw "
+        "sketches in training, reads the sketch itself. `gan`: the sketch-to-image GAN (pix2pix) first draws a photo "
+        "of the sketch, and the encoder reads that photo. `direct` finds more items of the drawn kind (sketch P@5 on "
+        "the test split: 0.58 against 0.20 with the demo's quick models; README, Measured quality), so the search "
+        "page offers no choice; `gan` is kept for comparison and for better GANs. Ignored without a sketch.")
+
+
 def hit_out(request, hit) -> dict:
     return {**item_out(request, hit.item), "score": round(hit.score, 4),
             "heatmap_url": request.build_absolute_uri(hit.item.heatmap_url)}
@@ -137,9 +155,10 @@ def search_out(request, result, query: dict, started: float, generated_image: st
           description="Multipart form. `photo` or `sketch` (PNG/JPEG/GIF/WebP; a canvas PNG with a transparent "
                       "background works) and/or `text`; `road` picks the sketch road (`direct` or `gan`); `k` "
                       "1-100. A picture plus words ranks by fused scores (\"this shape, but red\"). A sketch "
-                      "query also returns `generated_image`: the GAN's picture of the sketch as a data URI.")
+                      "query also returns `generated_image`: the GAN's picture of the sketch as a data URI (by "
+                      "either road, once the GAN is trained).")
 def search(request, photo: File[UploadedFile] = None, sketch: File[UploadedFile] = None, text: Form[str] = "",
-           road: Form[str] = "", k: int = Form(None, ge=1, le=settings.SEARCH_MAX_K), category: Form[str] = "", gender: Form[str] = "",
+           road: str = Form("", description=ROAD), k: int = Form(None, ge=1, le=settings.SEARCH_MAX_K), category: Form[str] = "", gender: Form[str] = "",
            colour: Form[str] = ""):
     started = time.perf_counter()
     ratelimit.check_search(request)
@@ -150,13 +169,21 @@ def search(request, photo: File[UploadedFile] = None, sketch: File[UploadedFile]
     return search_out(request, outcome.result, query.describe(), started, outcome.generated_image)
 
 
+# Any catalog id but "." and ".." (a URL path segment cannot be those) and nothing with a "/" (no catalog id has one).
+CATALOG_ID_PATTERN = r"^(?:[^/.][^/]*|\.[^/.][^/]*|\.\.[^/]+)$"
+
+
 @api.get("/items/{item_id}/similar", response={200: SearchOut, 400: ErrorOut, 404: ErrorOut, 503: ErrorOut},
-         summary="Items most similar to a catalog item")
-def similar(request, item_id: int, k: int = Query(None, ge=1, le=settings.SEARCH_MAX_K), category: str = "", gender: str = "", colour: str = ""):
+         summary="Items most similar to a catalog item",
+         description="`item_id` is the item's catalog id, the `id` of every result (404 for an id no visible "
+                     "item has).")
+def similar(request, item_id: str = Path(..., description=CATALOG_ID, max_length=64, pattern=CATALOG_ID_PATTERN),
+            k: int = Query(None, ge=1, le=settings.SEARCH_MAX_K), category: str = "", gender: str = "",
+            colour: str = ""):
     started = time.perf_counter()
-    item = get_object_or_404(Item, pk=item_id, hidden=False)  # -> 404 {"error": ...} (``not_found``)
+    item = get_object_or_404(Item, sku=item_id, hidden=False)  # -> 404 {"error": ...} (``not_found``)
     result = similar_items(item, queries.clamp_k(k), Filters(category, gender, colour))
-    return search_out(request, result, {"kind": "similar", "item": item.pk}, started)
+    return search_out(request, result, {"kind": "similar", "item": item.sku}, started)
 
 
 class TagOut(Schema):
@@ -165,7 +192,7 @@ class TagOut(Schema):
 
 
 class NeighbourOut(Schema):
-    id: int
+    id: str = Field(description=CATALOG_ID)
     category: str
     similarity: float
     image_url: str
@@ -175,7 +202,12 @@ class SuggestionOut(Schema):
     model: str
     tags: dict[str, list[TagOut]]
     heatmap: str
-    title_draft: str
+    title_draft: str = Field(description="without a title: a draft title that says only what the photo shows, "
+                                         "never a brand (e.g. \"Women Blue Jackets\"); a person completes it. "
+                                         "Empty when a title was sent")
+    title_draft_method: str = Field("", description="how the draft was made: `tags` (gender, colour and kind "
+                                                    "from the suggested tags), `lstm` (the captioner, its brand "
+                                                    "taken off), or empty (no draft)")
     timings_ms: dict[str, float]
     neighbours: list[NeighbourOut] = Field(
         default_factory=list, description="without a title: the nearest catalog items, which voted on the category")
@@ -184,19 +216,22 @@ class SuggestionOut(Schema):
 class ItemCreatedOut(Schema):
     item: ItemOut
     suggestion: SuggestionOut
+    title_is_draft: bool = Field(description="no title was sent, so the item's title is the suggestion's draft "
+                                             "(`title_draft`): check it and add the brand")
 
 
 def suggestion_out(request, suggestion, heatmap: str, nearest=()) -> dict:
     return {"model": suggestion.model, "heatmap": heatmap, "title_draft": suggestion.title_draft,
+            "title_draft_method": suggestion.title_draft_method,
             "timings_ms": {k: round(v, 2) for k, v in suggestion.timings_ms.items()},
             "tags": {h: [{"label": lab, "confidence": round(p, 4)} for lab, p in opts]
                      for h, opts in suggestion.tags.items()},
-            "neighbours": [{"id": item.pk, "category": item.category, "similarity": round(score, 4),
+            "neighbours": [{"id": item.sku, "category": item.category, "similarity": round(score, 4),
                             "image_url": request.build_absolute_uri(item.image_url)} for item, score in nearest]}
 
 
 def item_out(request, item: Item) -> dict:
-    return {"id": item.pk, "sku": item.sku, "title": item.title, "category": item.category, "gender": item.gender,
+    return {"id": item.sku, "title": item.title, "category": item.category, "gender": item.gender,
             "colour": item.colour, "image_url": request.build_absolute_uri(item.image_url),
             "url": request.build_absolute_uri(item.get_absolute_url())}
 
@@ -218,9 +253,12 @@ def suggest_item(request, image: File[UploadedFile], title: Form[str] = ""):
 @api.post("/items", auth=STAFF, response={201: ItemCreatedOut, 400: ErrorOut, 401: ErrorOut, 403: ErrorOut,
                                                 503: ErrorOut},
           summary="Add a product: photo + title; tags not given are taken from the classifier's suggestion",
+          description="Without a title the item is saved with the suggestion's draft title (`title_is_draft`).",
           openapi_extra=WRITE_DOCS)
 def create_item(request, image: File[UploadedFile], title: Form[str] = "", category: Form[str] = "",
-                gender: Form[str] = "", colour: Form[str] = "", sku: Form[str] = ""):
+                gender: Form[str] = "", colour: Form[str] = "",
+                sku: str = Form("", description="the new item's catalog id, its `id` from then on (letters, digits, "
+                                                 "'.', '-', '_'); default: a generated one")):
     title = uploads.clean_title(title)
     staged = uploads.stage_upload(image)
     try:
@@ -230,7 +268,8 @@ def create_item(request, image: File[UploadedFile], title: Form[str] = "", categ
                                  sku=sku)
     finally:
         staged.path.unlink(missing_ok=True)
-    return 201, {"item": item_out(request, item), "suggestion": suggestion_out(request, suggestion, heatmap, nearest)}
+    return 201, {"item": item_out(request, item), "suggestion": suggestion_out(request, suggestion, heatmap, nearest),
+                 "title_is_draft": not title}
 
 
 @api.get("/health", summary="Liveness probe for the API")

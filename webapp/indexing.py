@@ -84,9 +84,28 @@ def claim(job_id: int) -> bool:
         status=Job.Status.RUNNING, started=now, heartbeat=now, stage="starting") == 1
 
 
+# The steps a reindex's progress page shows, in order; every stage of a reindex starts with one ("build: ...").
+STEPS = ("snapshot", "embedding", "build", "switch")
+
+
 def set_progress(job_id: int | None, stage: str, done: int = 0, total: int = 0) -> None:
     if job_id is not None:
         Job.objects.filter(pk=job_id).update(stage=stage, done=done, total=total, heartbeat=timezone.now())
+
+
+def set_stage(job_id: int | None, stage: str) -> None:
+    """A new stage, the counts kept (the images embedded stay on the page while the index builds)."""
+    if job_id is not None:
+        Job.objects.filter(pk=job_id).update(stage=stage, heartbeat=timezone.now())
+
+
+def chunks_embedded(job_id: int, directory: Path, chunks: int) -> None:
+    """After a chunk: "embedding: k of N chunks done", k the chunk files on the shared storage. The update only
+    raises k, so two workers finishing at once cannot set it back."""
+    k = len(list(directory.glob("chunk-*[0-9].npy")))
+    Job.objects.filter(pk=job_id, status=Job.Status.RUNNING, stage__startswith="embedding").exclude(
+        stage__in=[f"embedding: {j} of {chunks} chunks done" for j in range(k, chunks + 1)]).update(
+        stage=f"embedding: {k} of {chunks} chunks done", heartbeat=timezone.now())
 
 
 def add_progress(job_id: int | None, n: int) -> None:
@@ -182,7 +201,7 @@ def build_version(item_ids: list[int], spaces: dict[str, np.ndarray], *, job_id:
     name = timezone.now().strftime("v%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     directory = settings.ARTIFACTS_DIR / "indexes" / name
     encoder_version = models.version("encoder")
-    set_progress(job_id, f"building the {settings.INDEX_BACKEND} index", 0, 1)
+    set_stage(job_id, f"build: the {settings.INDEX_BACKEND} index of {len(item_ids):,} vectors")
     versions = {"encoder": encoder_version, **({"text": text_model} if text_model else {})}
     manifest = build_index(directory, spaces, version=name, n_trees=settings.INDEX_N_TREES,
                            search_k=settings.INDEX_SEARCH_K, shards=shards, models=versions,
@@ -193,12 +212,13 @@ def build_version(item_ids: list[int], spaces: dict[str, np.ndarray], *, job_id:
         count=manifest.count, manifest={"backend": manifest.backend, "nlist": manifest.nlist,
                                         "nprobe": manifest.nprobe, "shards": manifest.shards, "spaces": manifest.spaces,
                                         "build_seconds": manifest.build_seconds, "models": manifest.models})
-    set_progress(job_id, "indexing the titles", 0, 1)
+    set_stage(job_id, "build: the title index")
     titles = dict(Item.objects.values_list("pk", "title").iterator(chunk_size=10000))
     TitleIndex.build([titles.get(pk, "") for pk in item_ids]).save(directory)
-    set_progress(job_id, "saving the id mapping", 0, 1)
+    set_stage(job_id, "build: the id mapping")
     IndexEntry.objects.bulk_create(
         (IndexEntry(version=version, annoy_id=i, item_id=pk) for i, pk in enumerate(item_ids)), batch_size=5000)
+    set_stage(job_id, f"switch: to {name}")
     activate(version, folded=item_ids if snapshot else None, snapshot=snapshot)
     prune()
     return version
@@ -251,6 +271,7 @@ def plan_reindex(job_id: int | str, *, reuse: bool = True, chunk_size: int | Non
     directory = job_dir(job_id)
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
+    set_progress(_int_or_none(job_id), "snapshot: the catalog's visible items and the vectors to reuse")
     snapshot = timezone.now()
     item_ids = list(Item.objects.filter(hidden=False).order_by("pk").values_list("pk", flat=True))
     if not item_ids:
@@ -287,8 +308,10 @@ def plan_reindex(job_id: int | str, *, reuse: bool = True, chunk_size: int | Non
     (directory / "plan.json").write_text(json.dumps({
         "snapshot": snapshot.isoformat(), "chunks": len(chunks), "embedded": len(todo), "reused": int(mask.sum()),
         "started": time.time(), "text_model": text_version}))
-    if _int_or_none(job_id) is not None:
-        Job.objects.filter(pk=job_id).update(stage=f"embedding images ({len(chunks)} chunks)", done=0, total=len(todo))
+    if _int_or_none(job_id) is not None:  # the snapshot's counts, shown while the rest runs
+        Job.objects.filter(pk=job_id).update(
+            stage=f"embedding: 0 of {len(chunks)} chunks done", done=0, total=len(todo), heartbeat=timezone.now(),
+            result={"items": len(item_ids), "reused": int(mask.sum()), "embedded": len(todo), "chunks": len(chunks)})
     return chunks
 
 
@@ -303,6 +326,8 @@ def embed_chunk(job_id: int | str, index: int, item_ids: Sequence[int]) -> int:
     if "text" in vectors:  # written first: the image file marks the chunk as done
         _save_npy(job_dir(job_id) / f"chunk-{index}.text.npy", vectors["text"])
     _save_npy(path, vectors["image"])
+    if _int_or_none(job_id) is not None:
+        chunks_embedded(job_id, job_dir(job_id), plan["chunks"])
     return len(item_ids)
 
 
@@ -364,13 +389,12 @@ def finish_reindex(job_id: int | str, *, shards: int | None = None) -> IndexVers
     job_pk = _int_or_none(job_id)
     version = build_version(item_ids, spaces, job_id=job_pk, shards=shards or settings.INDEX_SHARDS,
                             snapshot=datetime.fromisoformat(plan["snapshot"]), text_model=plan.get("text_model"))
-    result = {"version": version.name, "count": version.count, "embedded": plan["embedded"],
+    result = {"version": version.name, "count": version.count, "items": len(item_ids), "embedded": plan["embedded"],
               "reused": plan["reused"], "chunks": plan["chunks"], "shards": version.manifest.get("shards", 1),
               "seconds": round(time.time() - plan["started"], 1)}
     if job_pk is not None:
-        total = plan["embedded"] or 1
-        Job.objects.filter(pk=job_pk).update(status=Job.Status.DONE, stage="done", done=total, total=total,
-                                             result=result, finished=timezone.now())
+        Job.objects.filter(pk=job_pk).update(status=Job.Status.DONE, stage="done", done=plan["embedded"],
+                                             total=plan["embedded"], result=result, finished=timezone.now())
     shutil.rmtree(directory, ignore_errors=True)
     return version
 

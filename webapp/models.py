@@ -44,16 +44,17 @@ class Item(models.Model):
         return f"{self.sku} · {self.title}"
 
     def get_absolute_url(self) -> str:
-        return reverse("item", args=[self.pk])
+        """Public URLs name an item by its catalog id, the id its page shows (never the row's primary key)."""
+        return reverse("item", args=[self.sku])
 
     @property
     def image_url(self) -> str:
-        return reverse("item-image", args=[self.pk])
+        return reverse("item-image", args=[self.sku])
 
     @property
     def heatmap_url(self) -> str:
         """Where the search model looked in this item's photo for its category (``views.catalog.item_looked``)."""
-        return reverse("item-looked", args=[self.pk]) + "?" + urlencode({"category": self.category})
+        return reverse("item-looked", args=[self.sku]) + "?" + urlencode({"category": self.category})
 
 
 class IndexVersion(models.Model):

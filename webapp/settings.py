@@ -146,7 +146,7 @@ INDEX_NLIST = envint("INDEX_NLIST", 0)  # ivf partitions; 0: about sqrt(items)
 INDEX_NPROBE = envint("INDEX_NPROBE", 16)  # ivf partitions scanned per query
 INDEX_KEEP_VERSIONS = envint("INDEX_KEEP_VERSIONS", 2)
 TORCH_THREADS = envint("TORCH_THREADS", 0)  # 0: PyTorch's default
-CAPTION_METHOD = env("CAPTION_METHOD", "lstm")  # "lstm" (won on BLEU, see README) or "neighbour"
+CAPTION_METHOD = env("CAPTION_METHOD", "lstm")  # draft titles: "lstm" when trained, else (or "tags") from the tags
 # Text queries: weight of the title match beside the joint text space (search.lexical); 0: off.
 LEXICAL_WEIGHT = float(env("LEXICAL_WEIGHT", "1.0"))
 RERANK_WEIGHT = float(env("RERANK_WEIGHT", "0.5"))  # category-consistent re-ranking of picture queries; 0: off

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import transaction
 from PIL import Image
 
+from search.captions import draft_from_tags, strip_brand
 from search.images import fit_to_model
 from search.tagging import NEIGHBOURS, Suggestion, suggest_tags
 from webapp.models import Item
@@ -20,6 +21,7 @@ from webapp.services import get_models
 
 TOKEN = re.compile(r"^[0-9a-f]{32}$")
 MAX_TITLE = 200
+RESERVED_SKUS = {"new"}  # /items/new/ is the upload page: an item of that catalog id could not be reached
 
 
 @dataclass
@@ -75,18 +77,21 @@ def nearest_items(vector: np.ndarray, k: int = NEIGHBOURS) -> list[tuple[Item, f
     return [(hit.item, hit.score) for hit in result.hits]
 
 
-def caption_draft(image: np.ndarray, nearest: list[tuple[Item, float]]) -> tuple[str, str]:
-    """A draft title for a photo without one: (text, method). The method is the one that won on BLEU
-    (settings.CAPTION_METHOD): ``neighbour`` copies the title of the nearest catalog item (of ``nearest``),
-    ``lstm`` generates."""
+def caption_draft(image: np.ndarray, suggestion: Suggestion) -> tuple[str, str]:
+    """A draft title for a photo without one: (text, method). It says only what the photo shows, never a brand:
+    ``lstm`` (settings.CAPTION_METHOD, when the captioner is trained) generates one, its brand taken off;
+    else ``tags`` composes gender, colour and kind from the suggested tags ("Women Blue Jackets")."""
     models = get_models()
     if settings.CAPTION_METHOD == "lstm" and models.available("captioner"):
-        return models.generate_caption(image), "lstm"
-    return (nearest[0][0].title, "neighbour") if nearest else ("", "")
+        draft = strip_brand(models.generate_caption(image))
+        if draft:
+            return draft, "lstm"
+    draft = draft_from_tags(suggestion.tags)
+    return draft, "tags" if draft else ""
 
 
 def suggest(staged: StagedUpload, title: str) -> tuple[Suggestion, str, str, list[tuple[Item, float]]]:
-    """Suggestions, their heatmap as a data URI, a caption draft when there is no title, and the nearest
+    """Suggestions, their heatmap as a data URI, a draft title when there is none, and the nearest
     catalog items with their cosines. Without a title those items vote on the category
     (``search.tagging.blend_guess``), so the page shows them beside the suggestion; the photo is embedded once
     for both."""
@@ -97,7 +102,7 @@ def suggest(staged: StagedUpload, title: str) -> tuple[Suggestion, str, str, lis
     suggestion = suggest_tags(models, staged.image, title, neighbours=neighbours, vector=vector)
     heatmap = png_data_uri(suggestion.heatmap) if suggestion.heatmap is not None else ""
     if not title:
-        suggestion.title_draft, _method = caption_draft(staged.image, nearest)
+        suggestion.title_draft, suggestion.title_draft_method = caption_draft(staged.image, suggestion)
     return suggestion, heatmap, suggestion.title_draft, nearest
 
 
@@ -111,8 +116,10 @@ def save_item(staged: StagedUpload, *, title: str, category: str, gender: str = 
     if not category or len(category) > 100:
         raise QueryError("a category is required (at most 100 characters)")
     sku = (sku or "").strip() or f"u{staged.token[:12]}"
-    if len(sku) > 64 or not re.match(r"^[\w.-]+$", sku):
+    if len(sku) > 64 or not re.match(r"^[\w.-]+$", sku) or sku in (".", ".."):
         raise QueryError("the catalog id may use letters, digits, '.', '-' and '_' (at most 64)")
+    if sku in RESERVED_SKUS:
+        raise QueryError(f"the catalog id {sku!r} is the name of a page of the site: choose another")
     if Item.objects.filter(sku=sku).exists():
         raise QueryError(f"an item with catalog id {sku} already exists")
     items_dir = Path(settings.MEDIA_ROOT) / "items"

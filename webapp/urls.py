@@ -3,16 +3,17 @@ from django.urls import path
 
 from webapp.api import api
 from webapp.health import healthz, readyz
-from webapp.views import catalog, items, report, search
+from webapp.views import catalog, items, report, search, site
 
 urlpatterns = [
     path("", search.home, name="home"),
     path("browse/", catalog.browse, name="browse"),
-    path("items/<int:pk>/", catalog.item_detail, name="item"),
-    path("items/<int:pk>/image", catalog.item_image, name="item-image"),
-    path("items/<int:pk>/looked.png", catalog.item_looked, name="item-looked"),
-    path("items/new/", items.new_item, name="item-new"),
+    path("items/new/", items.new_item, name="item-new"),  # before items/<sku>/: "new" is no catalog id
     path("items/staged/<str:token>.jpg", items.staged_image, name="staged-image"),
+    # Items by their catalog id (Item.sku), the one id pages and the API show.
+    path("items/<str:sku>/", catalog.item_detail, name="item"),
+    path("items/<str:sku>/image", catalog.item_image, name="item-image"),
+    path("items/<str:sku>/looked.png", catalog.item_looked, name="item-looked"),
     path("jobs/<int:pk>/", catalog.job_page, name="job"),
     path("jobs/<int:pk>.json", catalog.job_status, name="job-status"),
     path("report/", report.model_report, name="report"),
@@ -25,4 +26,5 @@ urlpatterns = [
     # name them for reverse() and serve them should the middleware be left out.
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
+    path("favicon.ico", site.favicon, name="favicon"),
 ]

@@ -12,21 +12,22 @@
   const status = document.getElementById("map-status");
   const panel = document.getElementById("map-item");
   const legend = document.getElementById("map-legend");
-  const itemUrl = (pk) => box.dataset.itemUrl.replace("/0/", `/${pk}/`);
-  const imageUrl = (pk) => box.dataset.imageUrl.replace("/0/", `/${pk}/`);
+  // Items by their catalog id: the page's URL pattern with "_" in its place.
+  const itemUrl = (id) => box.dataset.itemUrl.replace("/_/", `/${encodeURIComponent(id)}/`);
+  const imageUrl = (id) => box.dataset.imageUrl.replace("/_/", `/${encodeURIComponent(id)}/`);
   let pinned = null;
 
   function colourOf(cat, coloured) { return cat < coloured ? PALETTE[cat % PALETTE.length] : OTHER; }
 
   function show(point, categories) {
-    const [, , pk, cat, title] = point;
+    const [, , id, cat, title] = point;
     panel.replaceChildren();
     const img = document.createElement("img");
-    img.src = imageUrl(pk);
+    img.src = imageUrl(id);
     img.alt = title;
-    img.width = 90; img.height = 120;
+    img.width = 120; img.height = 160; // twice the photo's 60x80: crisp
     const link = document.createElement("a");
-    link.href = itemUrl(pk);
+    link.href = itemUrl(id);
     link.textContent = title;
     const meta = document.createElement("p");
     meta.className = "meta";

@@ -1,5 +1,6 @@
 // The home page's search: a sketch canvas (pointer events: mouse, touch, pen), sketch and photo
-// uploads, words, a road and filters, all sent to POST /api/search; results update in place.
+// uploads, words and filters, all sent to POST /api/search; results update in place. (The sketch road is the
+// server's default: the GAN road is an API parameter only, far worse with today's models.)
 // Without JavaScript the same form posts to the page itself and still works (photo or sketch file).
 (function () {
   "use strict";
@@ -205,7 +206,7 @@
   form.addEventListener("change", (e) => {
     const name = e.target.name;
     if (!liveSearch.checked) return;
-    if ((name === "road" && source === "sketch") || (["category", "gender", "colour"].includes(name) && (source || textInput.value.trim()))) {
+    if (["category", "gender", "colour"].includes(name) && (source || textInput.value.trim())) {
       search();
     }
   });
@@ -306,24 +307,26 @@
     return span;
   }
 
-  function card(hit, words) {
+  const EAGER_CARDS = 16; // two rows of a wide screen load at once, the rest when scrolled to (as the pages do)
+
+  function card(hit, words, index) {
     const li = document.createElement("li");
     li.className = "card";
     const a = document.createElement("a");
     a.href = hit.url;
+    const thumb = document.createElement("span"); // a 3:4 placeholder until the photo arrives
+    thumb.className = "thumb";
     const img = document.createElement("img");
-    img.src = hit.image_url;
     img.alt = hit.title;
-    img.loading = "lazy";
     img.width = 120; img.height = 160;
-    a.append(img, titleWithMatches(hit.title, words || ""));
+    if (index >= EAGER_CARDS) img.loading = "lazy";
+    img.src = hit.image_url;
+    thumb.append(img);
+    a.append(thumb, titleWithMatches(hit.title, words || ""));
+    // No score on the card: it only orders the hits (the API documents it), a shopper reads nothing in it.
     const meta = document.createElement("span");
     meta.className = "meta";
-    const score = document.createElement("span");
-    score.className = "score";
-    score.title = words ? "score: similarity and title match" : "cosine similarity";
-    score.textContent = hit.score.toFixed(2);
-    meta.append(`${hit.category} · `, score);
+    meta.append(hit.category);
     if (hit.heatmap_url) {
       const looked = document.createElement("a");
       looked.className = "looked";
@@ -348,7 +351,7 @@
     if (body.results.length) {
       const ul = document.createElement("ul");
       ul.className = "grid";
-      body.results.forEach((hit) => ul.appendChild(card(hit, words)));
+      body.results.forEach((hit, i) => ul.appendChild(card(hit, words, i)));
       section.appendChild(ul);
     } else {
       const p = document.createElement("p");
@@ -376,8 +379,6 @@
     if (source === "sketch") data.append("sketch", await sketchBlob(), "sketch.png");
     else if (source === "photo" && photoInput.files[0]) data.append("photo", photoInput.files[0]);
     if (words) data.append("text", words);
-    const road = form.querySelector("[name=road]:checked");
-    if (road && source === "sketch") data.append("road", road.value);
     for (const name of ["category", "gender", "colour"]) {
       const value = form.elements[name].value;
       if (value) data.append(name, value);

@@ -91,7 +91,7 @@ def test_outsiders_cannot_reach_staff_actions(action, outsider, world):
 
 
 def test_reading_is_public(client, world):
-    for url in ("/", "/browse/", f"/items/{world.item.pk}/", f"/items/{world.item.pk}/image", "/api/health"):
+    for url in ("/", "/browse/", f"/items/{world.item.sku}/", f"/items/{world.item.sku}/image", "/api/health"):
         assert client.get(url).status_code == 200, url
 
 

@@ -52,12 +52,12 @@ def test_a_missing_or_corrupt_index_is_a_clear_503(client, searchable, damage):
     damage(Path(version.path))
     reset_caches()  # a process that has not opened this index yet (a new worker, a restart)
     for res in (client.post("/api/search", {"photo": jpeg_upload("red")}),
-                client.get(f"/api/items/{Item.objects.first().pk}/similar")):
+                client.get(f"/api/items/{Item.objects.first().sku}/similar")):
         assert res.status_code == 503, res.content
         assert "reindex" in res.json()["error"]
     page = client.post("/", {"photo": jpeg_upload("red")})
     assert page.status_code < 500 and "reindex" in page.content.decode()
-    item_page = client.get(f"/items/{Item.objects.first().pk}/")
+    item_page = client.get(f"/items/{Item.objects.first().sku}/")
     assert item_page.status_code == 200 and "reindex" in item_page.content.decode()
 
 

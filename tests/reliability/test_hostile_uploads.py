@@ -110,7 +110,7 @@ def test_staff_item_upload_survives_the_corpus(staff_client, searchable, setting
                 problems.append(f"/api/items {spec.name}: a refusal left something behind")
         elif res.status_code == 201:
             created += 1
-            item = Item.objects.get(pk=res.json()["item"]["id"])
+            item = Item.objects.get(sku=res.json()["item"]["id"])
             stored = Path(item.image_path)
             if stored.parent != media / "items" or not STORED_NAME.match(stored.name):
                 problems.append(f"/api/items {spec.name}: stored as {stored}")

@@ -37,8 +37,8 @@ def test_evaluate_writes_every_figure_it_can_measure(searchable, settings, tmp_p
     assert 0 <= near["accuracy"] <= 1 and 0 <= near["vote_alone_accuracy"] <= 1
     n_val = sum(split_of(sku) == "val" for sku in Item.objects.values_list("sku", flat=True))
     assert near["sweep_validation"]["n"] == n_val and "k=10 temperature=0.02 weight=2.0" in near["sweep_validation"]
-    # no captioner was trained: uploads copy the nearest title, and the report says so
-    assert "lstm" not in report["captions"] and report["captions"]["in_use"] == "neighbour"
+    # no captioner was trained: uploads draft titles from the suggested tags, and the report says so
+    assert "lstm" not in report["captions"] and report["captions"]["in_use"] == "tags"
     assert report["models"]["encoder"].startswith("encoder-")
 
 
@@ -91,3 +91,14 @@ def test_evaluate_reports_text_queries_with_and_without_the_title_match(searchab
     brand = text["brand_queries"]
     assert brand["n"] > 0 and brand["query"] == "<brand> <colour> <articleType>"
     assert 0.5 < brand["p_at_5"] <= 1 and 0 <= brand["joint_space_alone_p_at_5"] <= 1
+
+
+def test_a_limit_samples_the_validation_sweeps_too(searchable_with_text, tmp_path):
+    """``--limit N`` (the demo's quick evaluation) takes N validation queries in each sweep as well, not all."""
+    out = tmp_path / "evaluate.json"
+    call_command("evaluate", json=str(out), limit=5)
+    report = json.loads(out.read_text())
+    n_val = sum(split_of(sku) == "val" for sku in Item.objects.values_list("sku", flat=True))
+    assert n_val > 5 and report["photo"]["n"] == 5 and report["command"].endswith("--limit 5")
+    assert report["text"]["lexical_sweep_validation"]["n"] == 5
+    assert report["classifier"]["image_only"]["with_neighbours"]["sweep_validation"]["n"] == 5

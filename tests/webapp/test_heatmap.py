@@ -34,13 +34,13 @@ def test_looked_at_is_a_heatmap_over_the_photo_for_a_category(searchable):
 
 def test_heatmap_page_for_an_item_and_its_category(client, searchable):
     item = Item.objects.filter(category="Handbags").first()
-    res = client.get(f"/items/{item.pk}/looked.png")
+    res = client.get(f"/items/{item.sku}/looked.png")
     assert res["X-Heatmap-Category"] == "Handbags" and png(res).shape == (80, 60, 3)
-    res = client.get(f"/items/{item.pk}/looked.png?category=Watches")
+    res = client.get(f"/items/{item.sku}/looked.png?category=Watches")
     assert res["X-Heatmap-Category"] == "Watches"
-    assert f"/items/{item.pk}/looked.png" in client.get(f"/items/{item.pk}/").content.decode()
+    assert f"/items/{item.sku}/looked.png" in client.get(f"/items/{item.sku}/").content.decode()
     Item.objects.filter(pk=item.pk).update(hidden=True)
-    assert client.get(f"/items/{item.pk}/looked.png").status_code == 404
+    assert client.get(f"/items/{item.sku}/looked.png").status_code == 404
     assert client.get("/items/999999/looked.png").status_code == 404
 
 
@@ -50,7 +50,7 @@ def test_heatmap_without_an_encoder_says_what_to_run(client, searchable, artifac
     item = Item.objects.first()
     (artifacts / "models" / "encoder.pt").unlink()
     reset_caches()
-    res = client.get(f"/items/{item.pk}/looked.png")
+    res = client.get(f"/items/{item.sku}/looked.png")
     assert res.status_code == 503 and "train encoder" in res.content.decode()
 
 

@@ -38,10 +38,10 @@ def test_token_upload_suggests_tags_and_saves(client, searchable, django_user_mo
     assert abs(sum(t["confidence"] for t in tags["category"]) - 1) < 0.5  # top-3 of a softmax
     assert body["suggestion"]["model"] == "fused"
     assert body["suggestion"]["heatmap"].startswith("data:image/png;base64,")
-    item = Item.objects.get(pk=body["item"]["id"])
+    item = Item.objects.get(sku=body["item"]["id"])
     assert item.source == "upload" and item.category == tags["category"][0]["label"]
     assert item.image_path.endswith(".jpg") and "staging" not in item.image_path
-    assert client.get(f"/items/{item.pk}/image").status_code == 200
+    assert client.get(f"/items/{item.sku}/image").status_code == 200
 
 
 def test_non_staff_token_is_refused(client, searchable, django_user_model):
@@ -74,6 +74,7 @@ def test_page_flow_suggest_then_confirm(staff_client, searchable):
     assert res.status_code == 200 and 'name="token"' in html and "data:image/png;base64," in html
     assert "image-only" in html  # no title: the image-only twin answered
     assert html.count('class="card"') == 10 and "Nearest catalog items" in html  # ... and the nearest items voted
+    assert html.count("% of the vote</span>") == 10 and 'class="score"' not in html  # their shares, not cosines
     token = html.split('name="token" value="')[1].split('"')[0]
     res = staff_client.post("/items/new/", {"action": "save", "token": token, "title": "New bag",
                                              "category": "Handbags", "gender": "Women", "colour": "Red"})
@@ -90,9 +91,8 @@ def test_page_errors_are_plain_words(staff_client, searchable):
     assert res.status_code == 400 and "invalid" in res.content.decode()
 
 
-def test_without_a_title_the_nearest_items_vote_and_lend_their_title(searchable, monkeypatch):
-    """An untitled upload asks the index once for its nearest items: they vote on the category and the
-    nearest one's title is the draft (the demo has no captioner)."""
+def test_without_a_title_the_nearest_items_vote(searchable, monkeypatch):
+    """An untitled upload asks the index once for its nearest items: they vote on the category."""
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     from webapp import uploads
@@ -115,7 +115,7 @@ def test_without_a_title_the_nearest_items_vote_and_lend_their_title(searchable,
     assert shown == nearest
     assert seen["neighbours"] == [(i.category, s) for i, s in nearest]
     np.testing.assert_allclose(seen["vector"], vector, atol=1e-6)  # embedded once, for the search and the tags
-    assert draft == nearest[0][0].title and suggestion.model == "image-only"
+    assert suggestion.model == "image-only" and draft == suggestion.title_draft
     uploads.suggest(staged, "Red bag")
     assert seen["neighbours"] is None
 
@@ -128,7 +128,30 @@ def test_api_suggest_lists_the_voting_neighbours_only_without_a_title(client, se
     near = body["neighbours"]
     assert len(near) == 10 and body["model"] == "image-only"
     assert [n["similarity"] for n in near] == sorted((n["similarity"] for n in near), reverse=True)
-    assert all(Item.objects.get(pk=n["id"]).category == n["category"] for n in near)
+    assert all(Item.objects.get(sku=n["id"]).category == n["category"] for n in near)
     assert client.get(near[0]["image_url"]).status_code == 200
     titled = client.post("/api/items/suggest", {"image": photo("Handbags"), "title": "Red bag"}, **auth).json()
     assert titled["neighbours"] == [] and titled["model"] == "fused"
+
+
+def test_an_untitled_upload_gets_a_draft_that_names_no_brand(staff_client, searchable):
+    """Every synthetic title names the brand "Acme", which no photo shows: the draft says the gender, colour and
+    kind the tags suggest, and the page and the API call it a draft."""
+    from search.captions import draft_from_tags
+
+    body = staff_client.post("/api/items/suggest", {"image": photo("Handbags")}).json()
+    assert body["title_draft_method"] == "tags" and "Acme" not in body["title_draft"]
+    best = {head: [(o["label"], o["confidence"]) for o in options[:1]] for head, options in body["tags"].items()}
+    assert body["title_draft"] == draft_from_tags(best)
+    assert body["title_draft"].split()[-1] == body["tags"]["category"][0]["label"].split()[-1]
+    assert staff_client.post("/api/items/suggest", {"image": photo(), "title": "Red bag"}).json()["title_draft"] == ""
+
+    html = staff_client.post("/items/new/", {"action": "suggest", "image": photo("Handbags")}).content.decode()
+    draft = html.split('name="title" maxlength="200" value="')[1].split('"')[0]
+    assert draft and "Acme" not in draft and 'class="badge draft"' in html
+
+    created = staff_client.post("/api/items", {"image": photo("Handbags")})
+    assert created.status_code == 201, created.content
+    assert created.json()["title_is_draft"] is True and "Acme" not in created.json()["item"]["title"]
+    titled = staff_client.post("/api/items", {"image": photo("Handbags"), "title": "Acme Women Red Handbags 7"})
+    assert titled.json()["title_is_draft"] is False

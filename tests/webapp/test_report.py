@@ -76,6 +76,33 @@ def test_gan_samples_last_epoch_confusion_and_evaluation(admin_client, artifacts
     assert admin_client.get("/report/images/passwords.png").status_code == 404
 
 
+def test_curve_legends_sit_beside_the_lines_not_on_them(admin_client, artifacts, monkeypatch):
+    """The classifier's six validation accuracies fill the plot: a legend inside covered its lines."""
+    from matplotlib.figure import Figure
+
+    history = [{"epoch": e, "loss": 2.0 / e, "seconds": 30.0 * e, "val_accuracy": 0.5 + 0.04 * e,
+                "val_gender_accuracy": 0.6 + 0.03 * e, "val_colour_accuracy": 0.4 + 0.05 * e,
+                "val_sub_category_accuracy": 0.7 + 0.02 * e, "val_accuracy_no_title": 0.45 + 0.04 * e,
+                "val_cam_accuracy": 0.5 + 0.03 * e} for e in range(1, 9)]
+    save_checkpoint(artifacts / "models" / "classifier-fused.pt", kind="classifier", config={}, model=torch.nn.Linear(2, 2),
+                    metrics={"val_accuracy": 0.82}, train={"seconds": 240.0, "history": history})
+    drawn, real = [], Figure.savefig
+
+    def recorded(fig, *args, **kwargs):  # the real savefig, remembering the figure it drew
+        drawn.append(fig)
+        return real(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", recorded)
+    res = admin_client.get("/report/curves/classifier-fused.png")
+    assert res.status_code == 200 and len(drawn) == 1
+    fig = drawn[0]  # laid out as saved
+    assert len(fig.axes) == 2
+    for ax in fig.axes:
+        legend, plot = ax.get_legend().get_window_extent(), ax.get_window_extent()
+        assert not legend.overlaps(plot), ax.get_title()
+        assert fig.bbox.x0 <= legend.x0 and legend.x1 <= fig.bbox.x1 and legend.y0 >= fig.bbox.y0  # not cut off
+
+
 def test_embedding_map_points_are_indexed_items(admin_client, searchable):
     res = admin_client.get("/report/embedding.json")
     body = res.json()
@@ -83,8 +110,31 @@ def test_embedding_map_points_are_indexed_items(admin_client, searchable):
     assert len(body["points"]) == Item.objects.count() == 160
     names = [c["name"] for c in body["categories"]]
     assert sorted(names) == ["Casual Shoes", "Handbags", "Tshirts", "Watches"]
-    x, y, pk, cat, title = body["points"][0]
-    assert 0 <= x <= 1 and 0 <= y <= 1 and Item.objects.get(pk=pk).title == title
-    assert Item.objects.get(pk=pk).category == names[cat]
+    x, y, sku, cat, title = body["points"][0]  # items by their catalog id, as their pages are
+    assert 0 <= x <= 1 and 0 <= y <= 1 and Item.objects.get(sku=sku).title == title
+    assert Item.objects.get(sku=sku).category == names[cat]
     html = admin_client.get("/report/").content.decode()
     assert 'data-url="/report/embedding.json"' in html and "Embedding map" in html
+
+
+def test_evaluation_leads_with_its_figures_in_words_and_says_when_it_is_of_another_index(admin_client, searchable,
+                                                                                          artifacts):
+    from webapp.models import IndexVersion
+
+    active = IndexVersion.objects.get(is_active=True)
+    reports = artifacts / "reports"
+    reports.mkdir(parents=True, exist_ok=True)
+    figures = {"photo": {"p_at_5": 0.8123, "n": 300}, "sketch": {"direct": {"p_at_5": 0.58}, "gan": {"p_at_5": 0.2}},
+               "index": {"version": active.name, "count": 160}, "seconds": 52.3,
+               "command": "python manage.py evaluate --limit 300"}
+    (reports / "evaluate.json").write_text(json.dumps(figures))
+    html = admin_client.get("/report/").content.decode()
+    assert "n = 300 test items, a sample" in html and "in 52 s" in html
+    headline = html.split('class="headline')[1].split("</table>")[0]
+    assert "Photo search: items of the same kind among the top 5" in headline and "0.81" in headline
+    assert "through the GAN road" in headline and "0.20" in headline and 'style="width: 58%"' in headline
+    assert "The active index is" not in html
+
+    (reports / "evaluate.json").write_text(json.dumps({**figures, "index": {"version": "v-older", "count": 150}}))
+    html = admin_client.get("/report/").content.decode()
+    assert f"The active index is {active.name}, built since" in html

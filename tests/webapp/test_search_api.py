@@ -83,14 +83,43 @@ def test_no_index_is_a_503_with_advice(client, db, artifacts):
 
 def test_similar_items_and_openapi(client, searchable):
     item = Item.objects.filter(category="Handbags").first()
-    res = client.get(f"/api/items/{item.pk}/similar?k=5")
+    res = client.get(f"/api/items/{item.sku}/similar?k=5")
     body = res.json()
     assert res.status_code == 200 and len(body["results"]) == 5
-    assert item.pk not in [r["id"] for r in body["results"]]
+    assert item.sku not in [r["id"] for r in body["results"]]
     assert sum(r["category"] == "Handbags" for r in body["results"]) >= 4
     assert client.get("/api/items/999999/similar").status_code == 404
     schema = client.get("/api/openapi.json").json()
     assert "/api/search" in schema["paths"] and "/api/items/{item_id}/similar" in schema["paths"]
+
+
+def test_one_public_id_the_catalog_id_in_pages_and_the_api(client, searchable):
+    """The page shows "Catalog id 1001" at /items/1001/, and the API takes and gives that id; a row number is
+    not an id: it is a 404, never the neighbours of whichever item has that row."""
+    item = Item.objects.filter(category="Handbags").order_by("pk")[3]
+    assert item.sku != str(item.pk)
+    html = client.get(f"/items/{item.sku}/").content.decode()
+    assert item.title in html and f"<dt>Catalog id</dt><dd>{item.sku}</dd>" in html
+    assert client.get(f"/items/{item.sku}/image").status_code == 200
+    body = client.get(f"/api/items/{item.sku}/similar?k=5").json()
+    assert body["query"] == {"kind": "similar", "item": item.sku}
+    for hit in body["results"]:
+        found = Item.objects.get(sku=hit["id"])
+        assert hit["url"].endswith(f"/items/{found.sku}/") and hit["image_url"].endswith(f"/items/{found.sku}/image")
+        assert f'href="/items/{found.sku}/"' in html  # the page's similar items link by the same id
+        assert "sku" not in hit  # one id, not two
+    assert Item.objects.filter(sku=str(item.pk)).count() == 0
+    for url in (f"/items/{item.pk}/", f"/api/items/{item.pk}/similar"):
+        res = client.get(url)
+        assert res.status_code == 404, url
+    assert "error" in client.get(f"/api/items/{item.pk}/similar").json()
+
+    schema = client.get("/api/openapi.json").json()
+    parameter = next(p for p in schema["paths"]["/api/items/{item_id}/similar"]["get"]["parameters"]
+                     if p["name"] == "item_id")
+    assert "catalog id" in parameter["description"] and parameter["schema"]["type"] == "string"
+    item_out = schema["components"]["schemas"]["HitOut"]["properties"]
+    assert "catalog id" in item_out["id"]["description"] and "sku" not in item_out
 
 
 def test_reindex_switches_versions_and_prunes(searchable, settings):
@@ -115,5 +144,5 @@ def test_ivf_backend_serves_the_same_searches(searchable, settings, client):
     version = reindex(reuse=False)
     assert version.manifest["backend"] == "ivf" and version.manifest["nprobe"] == settings.INDEX_NPROBE
     item = Item.objects.filter(category="Handbags").first()
-    body = client.get(f"/api/items/{item.pk}/similar?k=5").json()
+    body = client.get(f"/api/items/{item.sku}/similar?k=5").json()
     assert sum(r["category"] == "Handbags" for r in body["results"]) >= 4

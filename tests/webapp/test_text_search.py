@@ -29,7 +29,7 @@ def test_an_items_own_title_finds_it_first(client, searchable_with_text, setting
     for item in Item.objects.order_by("pk")[::16]:  # ten items of all four kinds
         body = search(client, item.title, k=10)
         ids = [r["id"] for r in body["results"]]
-        ranks.append(ids.index(item.pk) if item.pk in ids else None)
+        ranks.append(ids.index(item.sku) if item.sku in ids else None)
         assert "lexical" in body["timings_ms"]
     # Titles differ only by a number a 60x80 photo cannot show: the title match ranks the item first.
     assert ranks == [0] * len(ranks), ranks
@@ -40,12 +40,12 @@ def test_words_alone_still_find_the_right_kind_and_filters_and_hidden_items_hold
     settings.LEXICAL_WEIGHT = 0.5
     body = search(client, "red handbags", k=5, gender="Women")
     assert [r["category"] for r in body["results"]] == ["Handbags"] * 5
-    assert all(Item.objects.get(pk=r["id"]).gender == "Women" for r in body["results"])
-    first = Item.objects.get(pk=body["results"][0]["id"])
+    assert all(Item.objects.get(sku=r["id"]).gender == "Women" for r in body["results"])
+    first = Item.objects.get(sku=body["results"][0]["id"])
     first.hidden = True
     first.save()
     again = search(client, first.title, k=10)
-    assert first.pk not in [r["id"] for r in again["results"]]
+    assert first.sku not in [r["id"] for r in again["results"]]
 
 
 def test_weight_zero_is_the_joint_space_alone(client, searchable_with_text, settings):
@@ -54,7 +54,7 @@ def test_weight_zero_is_the_joint_space_alone(client, searchable_with_text, sett
     settings.LEXICAL_WEIGHT = 0.0
     body = search(client, "Acme Men Blue Watches 13", k=8)
     dense = search_vector(get_models().encode_text("Acme Men Blue Watches 13"), 8)
-    assert [r["id"] for r in body["results"]] == [h.item.pk for h in dense.hits]
+    assert [r["id"] for r in body["results"]] == [h.item.sku for h in dense.hits]
     assert "lexical" not in body["timings_ms"]
 
 
@@ -68,7 +68,7 @@ def test_a_live_item_is_found_by_its_new_title(client, searchable_with_text, set
                                colour="Red", gender="Women", image_path=str(path), source=Item.Source.UPLOAD)
     add_live_item(item)
     body = search(client, "zephyr handbag", k=5)
-    assert body["results"][0]["id"] == item.pk  # "zephyr" is in no indexed title: only the live title has it
+    assert body["results"][0]["id"] == item.sku  # "zephyr" is in no indexed title: only the live title has it
 
 
 def test_a_photo_with_words_brings_the_title_match_too(client, searchable_with_text, settings):
@@ -83,13 +83,13 @@ def test_a_photo_with_words_brings_the_title_match_too(client, searchable_with_t
     res = client.post("/api/search", {"photo": photo, "text": target.title, "k": 5})
     assert res.status_code == 200, res.content
     body = res.json()
-    assert body["results"][0]["id"] == target.pk and "lexical" in body["timings_ms"]
+    assert body["results"][0]["id"] == target.sku and "lexical" in body["timings_ms"]
     assert all(r["category"] == "Watches" for r in body["results"])
     target.hidden = True
     target.save()
     photo.seek(0)
     again = client.post("/api/search", {"photo": photo, "text": target.title, "k": 20}).json()
-    assert target.pk not in [r["id"] for r in again["results"]] and len(again["results"]) == 20
+    assert target.sku not in [r["id"] for r in again["results"]] and len(again["results"]) == 20
 
 
 def test_the_page_without_javascript_marks_the_words_a_title_shares(client, searchable_with_text):
@@ -99,5 +99,5 @@ def test_the_page_without_javascript_marks_the_words_a_title_shares(client, sear
     html = res.content.decode()
     assert res.status_code == 200 and f"<mark>{word}</mark>" in html
     assert "<script>" not in html.split('class="results"')[1]  # the query is escaped, never markup
-    plain = client.get(f"/items/{item.pk}/").content.decode()  # similar items: no words, no marks
+    plain = client.get(f"/items/{item.sku}/").content.decode()  # similar items: no words, no marks
     assert "<mark>" not in plain

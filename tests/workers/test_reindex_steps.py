@@ -67,3 +67,54 @@ def test_a_chunk_that_fails_for_good_fails_the_job_and_the_old_index_serves(sear
     assert IndexVersion.objects.get(is_active=True).pk == old.pk
     # The other chunks, delivered after the failure, do nothing.
     assert embed_chunk_task.apply((job.pk, 1, [1, 2])).get() == 0
+
+
+def steps_of(client, job) -> dict[str, dict]:
+    return {step["name"]: step for step in client.get(f"/jobs/{job.pk}.json").json()["steps"]}
+
+
+def test_progress_shows_each_step_with_its_counts_and_the_done_page_what_was_built(searchable, staff_client,
+                                                                                   monkeypatch):
+    import webapp.indexing
+    from webapp.indexing import finish_reindex
+
+    job = running_job()
+    chunks = plan_reindex(job.pk, reuse=False, chunk_size=50)
+    steps = steps_of(staff_client, job)
+    assert steps["snapshot"] == {"name": "snapshot", "label": "Snapshot", "state": "done",
+                                 "detail": "160 items: 0 vectors reused, 160 images to embed"}
+    assert steps["embedding"]["state"] == "current"
+    assert steps["embedding"]["detail"] == "0 of 4 chunks done · 0 of 160 images"
+    assert steps["build"]["state"] == steps["switch"]["state"] == "waiting"
+    embed_chunk(job.pk, 2, chunks[2])  # chunk by chunk, in any order
+    assert steps_of(staff_client, job)["embedding"]["detail"] == "1 of 4 chunks done · 50 of 160 images"
+    for i in (0, 1, 3):
+        embed_chunk(job.pk, i, chunks[i])
+    assert steps_of(staff_client, job)["embedding"]["detail"] == "4 of 4 chunks done · 160 of 160 images"
+
+    stages, real = [], webapp.indexing.set_stage
+    monkeypatch.setattr(webapp.indexing, "set_stage", lambda job_id, stage: (stages.append(stage), real(job_id, stage)))
+    finish_reindex(job.pk)
+    version = IndexVersion.objects.get(is_active=True)
+    assert stages == ["build: the annoy index of 160 vectors", "build: the title index", "build: the id mapping",
+                      f"switch: to {version.name}"]
+    body = staff_client.get(f"/jobs/{job.pk}.json").json()
+    assert [step["state"] for step in body["steps"]] == ["done"] * 4
+    assert body["steps"][3]["detail"] == f"{version.name} is the active index"
+    assert body["summary"].startswith(f"Index {version.name} is active with 160 items, built in ")
+    assert body["summary"].endswith(" s: 0 vectors reused, 160 images embedded.")
+    html = staff_client.get(f"/jobs/{job.pk}/").content.decode()
+    assert body["summary"] in html and html.count('class="step done"') == 4
+
+
+def test_a_reindex_that_reuses_every_vector_says_so(searchable, staff_client):
+    from webapp.indexing import finish_reindex
+
+    job = running_job()
+    assert plan_reindex(job.pk) == []  # nothing changed since the active index was built
+    steps = steps_of(staff_client, job)
+    assert steps["snapshot"]["detail"] == "160 items: 160 vectors reused, 0 images to embed"
+    assert steps["embedding"]["detail"] == "nothing to embed: every vector was reused"
+    finish_reindex(job.pk)
+    summary = staff_client.get(f"/jobs/{job.pk}.json").json()["summary"]
+    assert "160 items" in summary and summary.endswith(": 160 vectors reused, 0 images embedded.")

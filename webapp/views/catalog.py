@@ -10,10 +10,11 @@ from django.views.decorators.http import require_GET
 
 from search.images import ImageInputError, image_bytes_to_array
 from webapp import ratelimit
-from webapp.indexing import expire_if_stale
+from webapp.indexing import STEPS, expire_if_stale
 from webapp.models import Item, Job
 from webapp.queries import png_bytes
 from webapp.services import Filters, SearchUnavailable, get_models, similar_items
+from webapp.views.report import duration
 from webapp.views.search import facets
 
 PAGE_SIZE = 48
@@ -31,8 +32,8 @@ def browse(request):
 
 
 @require_GET
-def item_detail(request, pk: int):
-    item = get_object_or_404(Item, pk=pk, hidden=False)
+def item_detail(request, sku: str):
+    item = get_object_or_404(Item, sku=sku, hidden=False)
     context = {"item": item, "looked": get_models().available("encoder")}
     try:
         context["result"] = similar_items(item, 12)
@@ -41,9 +42,9 @@ def item_detail(request, pk: int):
     return render(request, "webapp/item.html", context)
 
 
-def visible_item(request, pk: int) -> Item:
-    """The item, or 404; a hidden one only for staff."""
-    item = get_object_or_404(Item, pk=pk)
+def visible_item(request, sku: str) -> Item:
+    """The item of a catalog id, or 404; a hidden one only for staff."""
+    item = get_object_or_404(Item, sku=sku)
     if item.hidden and not request.user.is_staff:
         raise Http404
     return item
@@ -51,8 +52,8 @@ def visible_item(request, pk: int) -> Item:
 
 @require_GET
 @cache_control(max_age=3600)
-def item_image(request, pk: int):
-    item = visible_item(request, pk)
+def item_image(request, sku: str):
+    item = visible_item(request, sku)
     try:
         return FileResponse(open(item.image_path, "rb"), content_type="image/jpeg")
     except OSError:
@@ -61,7 +62,7 @@ def item_image(request, pk: int):
 
 @require_GET
 @cache_control(max_age=3600)
-def item_looked(request, pk: int):
+def item_looked(request, sku: str):
     """PNG: where Image2Vec looked in an item's photo for ``?category=`` (default: the item's own category), its
     class activation map over the photo. Results and item pages show it on demand."""
     try:  # a forward pass per picture: counted like searches, per client
@@ -70,7 +71,7 @@ def item_looked(request, pk: int):
         response = HttpResponse(str(exc), status=429, content_type="text/plain")
         response["Retry-After"] = str(exc.retry_after)
         return response
-    item = visible_item(request, pk)
+    item = visible_item(request, sku)
     models = get_models()
     if not models.available("encoder"):
         return HttpResponse("no image encoder is trained yet: run `python manage.py train encoder`", status=503,
@@ -86,9 +87,67 @@ def item_looked(request, pk: int):
     return response
 
 
+def plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def step_detail(name: str, state: str, job: Job, detail: str) -> str:
+    """What one step of a reindex did, or is doing, in counts."""
+    plan = job.result or {}
+    if state == "waiting":
+        return ""
+    if name == "snapshot":
+        items = plan.get("items", plan.get("count"))  # a job done before "items" was recorded has its count
+        if items is None or "reused" not in plan:
+            return detail or job.stage  # "waiting for a worker", "starting", reading the catalog
+        return (f"{plural(items, 'item')}: {plural(plan['reused'], 'vector')} reused, "
+                f"{plural(plan['embedded'], 'image')} to embed")
+    if name == "embedding":
+        if not plan.get("chunks"):
+            return "nothing to embed: every vector was reused"
+        if state == "done":
+            return f"{plural(plan['embedded'], 'image')} in {plural(plan['chunks'], 'chunk')}"
+        return f"{detail} · {job.done:,} of {plural(job.total, 'image')}"
+    if name == "build" and state == "done":
+        shards = plan.get("shards", 1)
+        return f"{plural(plan.get('count', 0), 'vector')} indexed" + (f" in {shards} shards" if shards > 1 else "")
+    if name == "switch" and state == "done":
+        return f"{plan.get('version', '')} is the active index"
+    return detail
+
+
+def reindex_steps(job: Job) -> list[dict]:
+    """A reindex's steps for its progress page (snapshot, embedding, build, switch): each done, current, failed
+    or waiting, with its counts. Every stage a reindex reports starts with its step ("build: the title index")."""
+    step, _, detail = job.stage.partition(": ")
+    reached = len(STEPS) if job.status == Job.Status.DONE else STEPS.index(step) if step in STEPS else 0
+    steps = []
+    for i, name in enumerate(STEPS):
+        state = "done" if i < reached else "waiting"
+        if i == reached:
+            state = "failed" if job.status == Job.Status.FAILED else "current"
+        steps.append({"name": name, "label": name.capitalize(), "state": state,
+                      "detail": step_detail(name, state, job, detail)})
+    return steps
+
+
+def reindex_summary(job: Job) -> str:
+    """The outcome of a finished reindex in one sentence: the new version, its items, the time, the reuse."""
+    r = job.result or {}
+    if job.status != Job.Status.DONE or "version" not in r:
+        return ""
+    seconds = r.get("seconds") or 0.0
+    took = f"{seconds:.1f} s" if seconds < 60 else duration(seconds)
+    return (f"Index {r['version']} is active with {plural(r['count'], 'item')}, built in {took}: "
+            f"{plural(r['reused'], 'vector')} reused, {plural(r['embedded'], 'image')} embedded.")
+
+
 def job_json(job: Job) -> dict:
-    return {"id": job.pk, "kind": job.kind, "status": job.status, "stage": job.stage, "done": job.done,
+    body = {"id": job.pk, "kind": job.kind, "status": job.status, "stage": job.stage, "done": job.done,
             "total": job.total, "percent": job.percent, "message": job.message, "result": job.result}
+    if job.kind == Job.Kind.REINDEX:
+        body.update(steps=reindex_steps(job), summary=reindex_summary(job))
+    return body
 
 
 @staff_member_required
@@ -100,4 +159,6 @@ def job_status(request, pk: int):
 @staff_member_required
 @require_GET
 def job_page(request, pk: int):
-    return render(request, "webapp/job.html", {"job": expire_if_stale(get_object_or_404(Job, pk=pk))})
+    job = expire_if_stale(get_object_or_404(Job, pk=pk))
+    body = job_json(job)
+    return render(request, "webapp/job.html", {"job": job, "steps": body.get("steps"), "summary": body.get("summary")})

@@ -6,6 +6,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from search.engine import ModelMissingError
+from search.tagging import neighbour_vote
 from webapp import uploads
 from webapp.queries import QueryError
 from webapp.views.search import facets
@@ -32,8 +33,11 @@ def new_item(request):
             raise QueryError("choose a product photo to upload")
         staged = uploads.stage_upload(request.FILES["image"])
         suggestion, heatmap, draft, nearest = uploads.suggest(staged, title)
+        # each nearest item's share of the vote on the category (its weight in search.tagging), not a raw cosine
+        shares = neighbour_vote([(str(i), score) for i, (_item, score) in enumerate(nearest)])
         context.update(step="confirm", token=staged.token, title=title or draft, title_draft=draft,
-                       suggestion=suggestion, heatmap=heatmap, nearest=nearest)
+                       suggestion=suggestion, heatmap=heatmap,
+                       nearest=[(item, shares.get(str(i), 0.0)) for i, (item, _score) in enumerate(nearest)])
         return render(request, "webapp/item_new.html", context)
     except (QueryError, ModelMissingError) as exc:
         context["error"] = str(exc)

@@ -13,6 +13,7 @@ import json
 import math
 import re
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -118,7 +119,7 @@ def render_curves(summary: dict, target: Path) -> None:
     history = summary["history"]
     epochs = [row.get("epoch", i + 1) for i, row in enumerate(history)]
     panels = [(title, s) for title, s in zip(("losses", "metrics"), curve_series(history), strict=True) if s]
-    fig = Figure(figsize=(4.2 * max(1, len(panels)), 3.0), dpi=100, layout="constrained")
+    fig = Figure(figsize=(5.2 * max(1, len(panels)), 3.0), dpi=100, layout="constrained")
     for n, (title, series) in enumerate(panels, start=1):
         ax = fig.add_subplot(1, len(panels), n)
         for name, values in series.items():
@@ -128,7 +129,8 @@ def render_curves(summary: dict, target: Path) -> None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, frameon=False)
+        # beside the plot, not on it: the classifier's six accuracies leave no empty corner inside
+        ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".tmp.png")
     fig.savefig(tmp, format="png")
@@ -136,7 +138,7 @@ def render_curves(summary: dict, target: Path) -> None:
 
 
 def curves_file(summary: dict) -> Path:
-    safe = re.sub(r"[^\w.-]", "_", f"curves-{summary['name']}-{summary['version']}")
+    safe = re.sub(r"[^\w.-]", "_", f"curves-{summary['name']}-{summary['version']}-legend-beside")
     return reports_dir() / f"{safe}.png"
 
 
@@ -172,6 +174,31 @@ def flatten(value, prefix: str = "") -> list[tuple[str, object]]:
     return [(prefix, value)]
 
 
+# The figures a reader looks for first, in words; every figure is in the full tables below them.
+HEADLINE = [
+    ("photo.p_at_5", "Photo search: items of the same kind among the top 5"),
+    ("sketch.direct.p_at_5", "Sketch search (sketches drawn from test photos): same kind among the top 5"),
+    ("sketch.gan.p_at_5", "The same sketches through the GAN road"),
+    ("text.p_at_5", "Search by words (test titles): same kind among the top 5"),
+    ("text.r_at_10", "Search by words: the title's own item among the top 10"),
+    ("classifier.image_only.with_neighbours.accuracy", "Category of an upload without a title"),
+    ("classifier.fused.accuracy", "Category of an upload with its title"),
+    ("ann.recall_at_10", "The index finds what an exact search finds (recall@10)"),
+]
+
+
+def headline(data: dict) -> list[tuple[str, float]]:
+    """(what it measures, value in [0, 1]) of the ``HEADLINE`` figures the evaluation has."""
+    out = []
+    for path, label in HEADLINE:
+        value = data
+        for key in path.split("."):
+            value = value.get(key) if isinstance(value, dict) else None
+        if _number(value) and 0 <= value <= 1:
+            out.append((label, float(value)))
+    return out
+
+
 def evaluation() -> dict | None:
     path = reports_dir() / "evaluate.json"
     if not path.is_file():
@@ -186,7 +213,18 @@ def evaluation() -> dict | None:
     for section, value in data.items():
         rows = flatten(value) if isinstance(value, dict) else [("", value)]
         sections.append({"name": section, "rows": [(name, figure(value)) for name, value in rows]})
-    return {"sections": sections, "modified": path.stat().st_mtime}
+    return {"sections": sections, "headline": headline(data),
+            "modified": datetime.fromtimestamp(path.stat().st_mtime, tz=UTC), **evaluation_scope(data)}
+
+
+def evaluation_scope(data: dict) -> dict:
+    """What an evaluation measured: ``n`` test items (``sample``: a ``--limit`` sample, as the demo's), of which
+    index, in how many seconds."""
+    photo, index = data.get("photo"), data.get("index")
+    limit = re.search(r"--limit (\d+)", str(data.get("command", "")))
+    return {"n": photo.get("n") if isinstance(photo, dict) else None, "sample": bool(limit),
+            "index_version": index.get("version", "") if isinstance(index, dict) else "",
+            "seconds": duration(data.get("seconds"))}
 
 
 @staff_member_required
@@ -198,12 +236,15 @@ def model_report(request):
         index, index_error = version, ""
     except SearchUnavailable as exc:
         index, index_error = None, str(exc)
+    scores = evaluation()
     context = {
+        "evaluation_is_stale": bool(scores and index and scores.get("index_version")
+                                    and scores["index_version"] != index.name),
         "checkpoints": checkpoints,
         "models_dir": models_dir(),
         "gan_samples": gan_samples_path() is not None,
         "confusion": confusion_path() is not None,
-        "evaluation": evaluation(),
+        "evaluation": scores,
         "index": index,
         "index_error": index_error,
     }
@@ -249,13 +290,13 @@ def project_2d(vectors: np.ndarray) -> np.ndarray:
 @staff_member_required
 @require_GET
 def report_embedding(request):
-    """A t-SNE map of a sample of the active index's image vectors, with item titles and categories.
+    """A t-SNE map of a sample of the active index's image vectors: [x, y, catalog id, category, title] points.
     Computed once per index version (some seconds) and cached under ARTIFACTS_DIR/reports."""
     try:
         version, store, item_of = active_store()
     except SearchUnavailable as exc:
         return JsonResponse({"error": str(exc)}, status=503)
-    cached = reports_dir() / f"embedding-{version.name}.json"
+    cached = reports_dir() / f"embedding-{version.name}-sku.json"  # points name items by catalog id
     if cached.is_file():
         return HttpResponse(cached.read_bytes(), content_type="application/json")
     known = np.flatnonzero(item_of >= 0)
@@ -274,7 +315,7 @@ def report_embedding(request):
     points = []
     for (x, y), i in zip(xy, sample, strict=True):
         item = items[int(item_of[i])]
-        points.append([round(float(x), 4), round(float(y), 4), item.pk, index_of[item.category], item.title])
+        points.append([round(float(x), 4), round(float(y), 4), item.sku, index_of[item.category], item.title])
     body = {"version": version.name, "indexed": int(store.count), "method": "t-SNE",
             "categories": [{"name": c, "count": counts[c]} for c in categories],
             "coloured": MAP_COLOURED_CATEGORIES, "points": points}

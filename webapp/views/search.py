@@ -29,7 +29,7 @@ def home(request):
         context["query_text"] = request.POST.get("text", "")
         try:
             query = Query(photo=request.FILES.get("photo"), sketch=request.FILES.get("sketch"),
-                          text=request.POST.get("text", ""), road=request.POST.get("road", ""), k=clamp_k(None),
+                          text=request.POST.get("text", ""), k=clamp_k(None),
                           filters=filters)
             outcome = run(query)
             context["result"], context["generated_image"] = outcome.result, outcome.generated_image

@@ -78,7 +78,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--json", dest="json_path", default=None, help="also write the figures to this file")
         parser.add_argument("--queries", default=None, help="external query CSV (query_image,kind,text,...)")
-        parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N test queries")
+        parser.add_argument("--limit", type=int, default=None,
+                            help="evaluate only the first N test queries (and N validation queries in the sweeps)")
 
     def say(self, text):
         self.stdout.write(text)
@@ -86,6 +87,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, json_path=None, queries=None, limit=None, **opts):
         started = time.perf_counter()
+        self.limit = limit  # the validation sweeps take a sample of this size too
         try:
             version, store, item_of = active_store()
         except SearchUnavailable as exc:
@@ -201,7 +203,8 @@ class Command(BaseCommand):
                           "joint_space_alone": figures[0.0]}
         if titles_index is not None:
             self.say("Text queries: choosing the title-match weight on the validation split...")
-            report["text"]["lexical_sweep_validation"] = self.lexical_sweep(store, labels, titles_index, space)
+            report["text"]["lexical_sweep_validation"] = self.lexical_sweep(store, labels, titles_index, space,
+                                                                            n=min(self.limit or 1500, 1500))
         self.say("Text queries as a shopper types them: '<brand> <colour> <articleType>'...")
         report["text"]["brand_queries"] = self.brand_queries(store, test_ids, space, titles_index, weight)
         if sketch_vectors is None:
@@ -304,6 +307,8 @@ class Command(BaseCommand):
             "vote_alone_accuracy": guess_accuracy([{} for _ in test_ids], test_labels, near, k=NEIGHBOURS,
                                                   weight=1.0, temperature=NEIGHBOUR_TEMPERATURE)}
         val_ids = [i for i, pk in enumerate(item_of) if int(pk) in rows and split_of(rows[int(pk)][0]) == "val"]
+        if self.limit:
+            val_ids = val_ids[:: max(1, len(val_ids) // self.limit)][: self.limit]
         if not val_ids:
             return
         self.say(f"Classifier (image-only): choosing k and weight of the neighbours' vote on {len(val_ids)} "
@@ -343,6 +348,6 @@ class Command(BaseCommand):
             out["lstm"] = {"bleu4": bleu4(drafts, titles), "examples": list(zip(drafts[:5], titles[:5]))}
             report["models"]["captioner"] = models.version("captioner")
         out["winner"] = max((m for m in ("neighbour", "lstm") if m in out), key=lambda m: out[m]["bleu4"])
-        # what uploads use: the LSTM only when asked for and trained (webapp.uploads falls back to the neighbour)
-        out["in_use"] = "lstm" if settings.CAPTION_METHOD == "lstm" and "lstm" in out else "neighbour"
+        # what uploads use: the LSTM only when asked for and trained (webapp.uploads falls back to the tags)
+        out["in_use"] = "lstm" if settings.CAPTION_METHOD == "lstm" and "lstm" in out else "tags"
         report["captions"] = out
