@@ -3,7 +3,7 @@ PY := .venv/bin/python
 STAMP := .venv/.installed
 CATALOG_DIR ?= ../shared/data/fashion-product-images-small
 export CATALOG_DIR
-PROFILE ?= full
+PROFILE ?= auto
 DEVICE ?= auto
 
 .PHONY: demo test train bench venv browser serve lint clean-var

@@ -17,7 +17,15 @@ from tqdm import tqdm
 
 from models.captioner import Captioner, CaptionerConfig, bleu4, generate_captions
 from models.checkpoint import save_checkpoint
-from models.training import EpochCheckpointer, Timer, augment_images, pick_device, seed_everything, to_float_images
+from models.training import (
+    EpochCheckpointer,
+    Timer,
+    augment_images,
+    autocast_for,
+    pick_device,
+    seed_everything,
+    to_float_images,
+)
 from models.vocab import PAD, Vocab
 
 
@@ -88,8 +96,7 @@ def train_captioner(train_images: np.ndarray, train_titles: list[str], val_image
         start_epoch, history = state["epoch"], state["history"]
     timer = Timer(already=history[-1]["seconds"] if history else 0.0)
     gen = torch.Generator().manual_seed(prof.seed + start_epoch)
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda"
-                else torch.autocast("cpu", enabled=False))
+    autocast = autocast_for(dev)
 
     for epoch in range(start_epoch, prof.epochs):
         model.train()

@@ -25,6 +25,7 @@ from models.training import (
     EpochCheckpointer,
     Timer,
     augment_images,
+    autocast_for,
     pick_device,
     seed_everything,
     to_float_images,
@@ -128,8 +129,7 @@ def train_classifier(train_images: np.ndarray, train_titles: list[str], train_ta
         best.load(state.get("best"))
     timer = Timer(already=history[-1]["seconds"] if history else 0.0)
     gen = torch.Generator().manual_seed(prof.seed + start_epoch)
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda"
-                else torch.autocast("cpu", enabled=False))
+    autocast = autocast_for(dev)
     weights = {h: (1.0 if h == MAIN_HEAD else prof.extra_weight) for h in heads}
     kind = "fused" if use_text else "image-only"
 

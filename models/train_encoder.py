@@ -24,6 +24,8 @@ from models.training import (
     EpochCheckpointer,
     Timer,
     augment_images,
+    autocast_for,
+    cpu_has_bf16,
     for_inference,
     inference_batch,
     pick_device,
@@ -42,6 +44,8 @@ class EncoderProfile:
     label_smoothing: float = 0.1
     sketch_fraction: float = 0.35
     sketch_variants: int = 1  # drawings made of each train photo (search.train draws them)
+    distort_fraction: float = 0.0  # share of sketches bent out of the photo's geometry (``distort_sketches``)
+    pool_fraction: float = 0.0  # share of every batch given to people's drawings, when a pool is passed
     max_train_items: int | None = None
     widths: tuple[int, ...] = (32, 64, 128, 256)
     blocks: int = 1
@@ -54,7 +58,11 @@ class EncoderProfile:
 PROFILES = {
     # ~2.5 minutes on 2 CPU cores: enough for a demo that finds the right kind of thing. Three epochs, not one:
     # validation photo P@5 0.59 -> 0.68 for about 75 s more.
-    "quick": EncoderProfile("quick", epochs=3, batch_size=96, max_train_items=16000, widths=(24, 48, 96, 192)),
+    "quick": EncoderProfile("quick", epochs=3, batch_size=96, max_train_items=16000, widths=(24, 48, 96, 192),
+                            pool_fraction=0.1),
+    # What `make train` uses without a GPU: the share of an hour on 2 CPU cores that search.train gives the encoder.
+    "cpu": EncoderProfile("cpu", epochs=12, batch_size=128, sketch_fraction=0.5, distort_fraction=0.5,
+                          pool_fraction=0.1, keep_best=True),
     # The profile the quality targets are measured on (GPU: minutes; 2 CPU cores: hours).
     "full": EncoderProfile("full", epochs=100, batch_size=256, lr=4e-3, widths=(24, 40, 80, 160, 320), blocks=2,
                            stem_stride=1, keep_best=True),
@@ -86,6 +94,31 @@ def sketch_batch(sketches_uint8: torch.Tensor, generator: torch.Generator) -> to
             x0 = int(torch.randint(0, w - ew, (1,), generator=generator))
             x[i, :, y0 : y0 + eh, x0 : x0 + ew] = 1.0
     return x.expand(-1, 3, -1, -1).contiguous()
+
+
+def distort_sketches(x: torch.Tensor, generator: torch.Generator, *, rotate: float = 30.0, aspect: float = 2.0,
+                     shear: float = 0.3) -> torch.Tensor:
+    """Bend float sketches (N, C, H, W) in [-1, 1] out of the catalog photo's geometry, white fill.
+
+    A person draws the icon of a thing, not the photo: taller or squatter than the product (up to ``aspect``
+    times), tilted (up to ``rotate`` degrees) and skewed (``shear``). Edge maps of photos never vary so.
+    """
+    n = x.shape[0]
+
+    def uniform(lo, hi):
+        return lo + (hi - lo) * torch.rand(n, generator=generator)
+
+    angle = torch.deg2rad(uniform(-rotate, rotate))
+    stretch = torch.exp(uniform(-np.log(aspect), np.log(aspect)) / 2)
+    skew = uniform(-shear, shear)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = cos * stretch
+    theta[:, 0, 1] = -sin * stretch + skew
+    theta[:, 1, 0] = sin / stretch
+    theta[:, 1, 1] = cos / stretch
+    grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
+    return F.grid_sample(x - 1.0, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + 1.0
 
 
 @torch.no_grad()
@@ -137,8 +170,12 @@ def train_encoder(train_images: np.ndarray, train_labels: np.ndarray, val_images
                   val_labels: np.ndarray, class_names: list[str], out_path, *, profile: str | EncoderProfile = "quick",
                   device: str | None = None, train_sketches: np.ndarray | None = None,
                   val_sketches: np.ndarray | None = None, gallery: tuple[np.ndarray, np.ndarray] | None = None,
-                  resume: bool = True, show_progress: bool = True) -> dict:
+                  pool: tuple[np.ndarray, np.ndarray] | None = None, resume: bool = True,
+                  show_progress: bool = True) -> dict:
     """Train, evaluate on the validation split each epoch, write the checkpoint; returns it.
+
+    ``pool``: people's drawings (uint8 (M, 80, 60)) and their articleType labels; ``pool_fraction`` of every
+    batch shows one of them in place of a photo.
 
     ``gallery`` (the other splits' images and labels) adds, after the last epoch,
     ``val_catalog_*`` figures: validation queries searched against the whole
@@ -162,12 +199,17 @@ def train_encoder(train_images: np.ndarray, train_labels: np.ndarray, val_images
             train_sketches = train_sketches[None]
         # (V, N, H, W): V drawings of every photo; each time a photo is shown as a sketch, one of them at random
         sketches = torch.from_numpy(np.ascontiguousarray(train_sketches[:, subset])).to(dev)
+    pool_sketches = pool_labels = None
+    if pool is not None and len(pool[0]) and prof.pool_fraction > 0:
+        pool_sketches = torch.from_numpy(np.ascontiguousarray(pool[0])).to(dev)
+        pool_labels = torch.from_numpy(np.asarray(pool[1], dtype=np.int64)).to(dev)
 
     steps_per_epoch = max(1, n_train // prof.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=prof.lr, weight_decay=prof.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=prof.lr, total_steps=prof.epochs * steps_per_epoch,
                                                     pct_start=0.15)
-    signature = {"profile": asdict(prof), "config": config.to_dict(), "n_train": n_train}
+    signature = {"profile": asdict(prof), "config": config.to_dict(), "n_train": n_train,
+                 "n_pool": 0 if pool_sketches is None else len(pool_sketches)}
     checkpointer = EpochCheckpointer(out_path)
     history: list[dict] = []
     best = BestEpoch("val_p_at_5")
@@ -181,7 +223,7 @@ def train_encoder(train_images: np.ndarray, train_labels: np.ndarray, val_images
         best.load(state.get("best"))
     timer = Timer(already=history[-1]["seconds"] if history else 0.0)
     gen = torch.Generator().manual_seed(prof.seed + start_epoch)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else torch.autocast("cpu", enabled=False)
+    autocast = autocast_for(dev)
 
     for epoch in range(start_epoch, prof.epochs):
         model.train()
@@ -191,17 +233,30 @@ def train_encoder(train_images: np.ndarray, train_labels: np.ndarray, val_images
         loss_sum = 0.0
         for step in bar:
             idx = order[step * prof.batch_size : (step + 1) * prof.batch_size]
-            x = to_float_images(images[idx])
+            x, y = to_float_images(images[idx]), labels[idx]
+            drawn = torch.zeros(len(idx), dtype=torch.bool, device=dev)
             if sketches is not None:
-                use = torch.rand(len(idx), generator=gen).to(dev) < prof.sketch_fraction
-                if use.any():
+                drawn = torch.rand(len(idx), generator=gen).to(dev) < prof.sketch_fraction
+                if drawn.any():
                     variant = torch.randint(0, sketches.shape[0], (len(idx),), generator=gen).to(dev)
-                    x[use] = sketch_batch(sketches[variant[use], idx[use]], gen)
+                    x[drawn] = sketch_batch(sketches[variant[drawn], idx[drawn]], gen)
+            if pool_sketches is not None:
+                human = torch.rand(len(idx), generator=gen).to(dev) < prof.pool_fraction
+                if human.any():
+                    pick = torch.randint(0, len(pool_sketches), (int(human.sum()),), generator=gen).to(dev)
+                    x[human] = sketch_batch(pool_sketches[pick], gen)
+                    y = y.clone()
+                    y[human] = pool_labels[pick]
+                    drawn = drawn | human
+            if prof.distort_fraction > 0 and drawn.any():
+                bend = drawn & (torch.rand(len(idx), generator=gen).to(dev) < prof.distort_fraction)
+                if bend.any():
+                    x[bend] = distort_sketches(x[bend], gen)
             x = augment_images(x, gen).contiguous(memory_format=torch.channels_last)
             with autocast:
                 emb = model.embed(x)
-                logits = model.logits(emb.float(), labels[idx])
-                loss = F.cross_entropy(logits, labels[idx], label_smoothing=prof.label_smoothing)
+                logits = model.logits(emb.float(), y)
+                loss = F.cross_entropy(logits, y, label_smoothing=prof.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -231,6 +286,7 @@ def train_encoder(train_images: np.ndarray, train_labels: np.ndarray, val_images
         out_path, kind="encoder", config=config.to_dict(), model=model.cpu(),
         metrics={k: v for k, v in final.items() if k.startswith("val_")},
         train={"profile": asdict(prof), "device": str(dev), "n_train": n_train, "seconds": timer.seconds,
+               "n_pool": signature["n_pool"], "bf16": dev.type == "cuda" or cpu_has_bf16(),
                "history": history, "threads": torch.get_num_threads(),
                "kept_epoch": best.epoch if prof.keep_best and best.state is not None else len(history)},
     )

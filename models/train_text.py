@@ -44,6 +44,7 @@ from models.training import (
     EpochCheckpointer,
     Timer,
     augment_images,
+    autocast_for,
     for_inference,
     inference_batch,
     pick_device,
@@ -90,10 +91,6 @@ PROFILES = {
 }
 
 
-def _autocast(dev: torch.device):
-    return torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else torch.autocast("cpu", enabled=False)
-
-
 @torch.no_grad()
 def image_inputs(encoder: ImageEncoder, images: np.ndarray | torch.Tensor, space: str, device: torch.device,
                  batch_size: int = 512, augment_generator: torch.Generator | None = None) -> torch.Tensor:
@@ -107,7 +104,7 @@ def image_inputs(encoder: ImageEncoder, images: np.ndarray | torch.Tensor, space
         x = to_float_images(chunk.to(device))
         if augment_generator is not None:
             x = augment_images(x, augment_generator)
-        with _autocast(device):
+        with autocast_for(device, training=False):
             if space == "joint":
                 out.append(descriptor_of(encoder.features, x).half())
             else:
@@ -190,7 +187,7 @@ def _embed_photos(model: TextImageModel, images: np.ndarray | torch.Tensor, devi
         chunk = images[start : start + batch_size]
         chunk = chunk if isinstance(chunk, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(chunk))
         x = to_float_images(chunk.to(device)).contiguous(memory_format=torch.channels_last)
-        with _autocast(device):
+        with autocast_for(device, training=False):
             out.append(model.image_head(descriptor_of(model.tower, x)).float())
     return torch.cat(out) if out else torch.zeros(0, model.image_head.config.embed_dim, device=device)
 
@@ -300,7 +297,7 @@ def train_text(train_images: np.ndarray, train_titles: list[str], train_labels: 
             if finetune:
                 x = augment_images(to_float_images(train_pixels[idx]), gen) if prof.augment \
                     else to_float_images(train_pixels[idx])
-                with _autocast(dev):
+                with autocast_for(dev):
                     inputs = descriptor_of(model.tower, x.contiguous(memory_format=torch.channels_last))
             elif train_pixels is not None:
                 inputs = image_inputs(encoder, train_pixels[idx], prof.space, dev, batch_size=len(idx),
@@ -308,7 +305,7 @@ def train_text(train_images: np.ndarray, train_titles: list[str], train_labels: 
             else:
                 inputs = train_inputs[idx]
             length = int(tok_lengths[idx].max())
-            with _autocast(dev):
+            with autocast_for(dev):
                 text_vecs = model.text(tok_ids[idx, :length], tok_grams[idx, :length], tok_lengths[idx])
                 image_vecs = model.image_head(inputs) if model.image_head is not None else inputs.float()
                 same = title_ids[idx, None] == title_ids[None, idx]

@@ -22,6 +22,25 @@ def pick_device(name: str | None = None) -> torch.device:
     return torch.device(name)
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX), where autocast to bf16 pays off:
+    on the 2 Zen 4 cores here the encoder trains about twice as fast as in float32 (bench: ``train`` section)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def autocast_for(device: torch.device, training: bool = True):
+    """The mixed-precision context of a step: bf16 on a GPU, and for training on a CPU that computes it
+    natively (emulated bf16 on an older CPU is slower than float32). Inference on a CPU stays float32, so that
+    a query's vector is exactly what the index was built with."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=training and cpu_has_bf16())
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)

@@ -1,6 +1,11 @@
 """Train the project's models from a catalog directory (Django-free).
 
-    python -m search.train encoder --catalog DIR --artifacts DIR [--profile quick|full] [--device cpu|cuda]
+    python -m search.train all --catalog DIR --artifacts DIR [--profile auto|cpu|full|quick] [--device cpu|cuda]
+                               [--drawings ../shared/data/human-sketches-train]
+
+``--profile auto`` (the default of ``make train``) is ``full`` on a CUDA GPU and ``cpu`` without one: every model
+within an hour on 2 CPU cores. ``--drawings``: a folder of people's drawings the encoder also trains on
+(``search.drawings``).
 
 ``manage.py train`` calls the same functions with the settings' paths. Each
 model is one checkpoint file under ``<artifacts>/models/``; a run resumes from
@@ -24,6 +29,17 @@ from search.dataset import Dataset, load_dataset
 from search.engine import MODEL_FILES
 
 ROLES = ["encoder", "sketch2image", "text", "classifier", "classifier_image", "captioner"]
+PROFILE_NAMES = ["auto", "cpu", "full", "quick", "tiny"]
+
+
+def profile_name(name: str, device: str | None = None) -> str:
+    """``auto`` -> ``full`` where training runs on a CUDA GPU, else ``cpu``; any other name as it is."""
+    if name != "auto":
+        return name
+    import torch
+
+    on_gpu = torch.cuda.is_available() and (device in (None, "", "auto") or str(device).startswith("cuda"))
+    return "full" if on_gpu else "cpu"
 
 
 def load_for_training(catalog_dir: Path, artifacts_dir: Path, limit: int | None = None) -> Dataset:
@@ -85,8 +101,25 @@ def training_sketches(data: Dataset, variants: int = 1, only: np.ndarray | None 
     return train, sketches_of(data.val.images, seed=99, framed=True)
 
 
+def training_pool(drawings: Path | None, artifacts_dir: Path, class_names: list[str]):
+    """People's drawings to train the encoder on, with their articleType labels (``None`` without a folder)."""
+    if drawings is None or not Path(drawings).is_dir():
+        return None
+    from collections import Counter
+
+    from search.drawings import read_pool
+
+    pool = read_pool(drawings, artifacts_dir / "cache")
+    sketches, labels = pool.labels(class_names)
+    kinds = Counter(k for k in pool.kinds)
+    print(f"people's drawings from {drawings}: {len(sketches)} of {len(pool.kinds)} usable "
+          f"({', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))}); {len(pool.skipped)} unreadable")
+    return (sketches, labels) if len(sketches) else None
+
+
 def train_role(role: str, data: Dataset, artifacts_dir: Path, *, profile: str, device: str | None,
-               resume: bool = True, overrides: dict | None = None) -> dict:
+               resume: bool = True, overrides: dict | None = None, drawings: Path | None = None) -> dict:
+    profile = profile_name(profile, device)
     models_dir = artifacts_dir / "models"
     out = models_dir / MODEL_FILES[role]
     if role == "encoder":
@@ -106,9 +139,10 @@ def train_role(role: str, data: Dataset, artifacts_dir: Path, *, profile: str, d
         if prof.name == "full":  # model selection on the deployment's view: val queries against the whole catalog
             gallery = (np.concatenate([data.train.images, data.test.images]),
                        np.concatenate([data.train.labels, data.test.labels]))
+        pool = training_pool(drawings, artifacts_dir, data.class_names) if prof.pool_fraction > 0 else None
         return train_encoder(data.train.images, data.train.labels, data.val.images, data.val.labels,
                              data.class_names, out, profile=prof, device=device, resume=resume,
-                             train_sketches=train_sketches, val_sketches=val_sketches, gallery=gallery)
+                             train_sketches=train_sketches, val_sketches=val_sketches, gallery=gallery, pool=pool)
     if role == "sketch2image":
         from models.train_sketch2image import PROFILES, train_sketch2image
 
@@ -149,23 +183,58 @@ def train_role(role: str, data: Dataset, artifacts_dir: Path, *, profile: str, d
     raise ValueError(f"unknown model {role!r}; choose from {', '.join(ROLES)}")
 
 
+def train_all(data: Dataset, artifacts_dir: Path, roles: list[str] = ROLES, *, profile: str = "auto",
+              device: str | None = None, resume: bool = True, overrides: dict | None = None,
+              drawings: Path | None = None, load_seconds: float = 0.0, log=print) -> dict:
+    """Train ``roles`` in order (the encoder first: the text model reads it) and write
+    ``<artifacts>/reports/training.json``: each model's wall time, version and validation figures, and the total
+    (with ``load_seconds``, the time it took to read the catalog before)."""
+    import platform
+
+    import torch
+
+    name = profile_name(profile, device)
+    report = {"profile": name, "device": device or ("cuda" if name == "full" else "cpu"),
+              "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
+              "started": time.strftime("%Y-%m-%d %H:%M:%S"), "models": {}}
+    started = time.perf_counter() - load_seconds
+    report["catalog_seconds"] = round(load_seconds, 1)
+    for role in roles:
+        log(f"Training {role} ({name} profile)...")
+        start = time.perf_counter()
+        payload = train_role(role, data, artifacts_dir, profile=name, device=device, resume=resume,
+                             overrides=overrides if len(roles) == 1 else None, drawings=drawings)
+        seconds = time.perf_counter() - start
+        report["models"][role] = {"seconds": round(seconds, 1), "version": payload["version"],
+                                  "metrics": {k: v for k, v in payload["metrics"].items() if isinstance(v, float)}}
+        figures = ", ".join(f"{k} {v:.3f}" for k, v in report["models"][role]["metrics"].items())
+        log(f"{role} trained in {seconds:.0f}s: {payload['version']} ({figures})")
+    report["total_seconds"] = round(time.perf_counter() - started, 1)
+    log("Training times: " + ", ".join(f"{r} {m['seconds']:.0f}s" for r, m in report["models"].items())
+        + f"; total {report['total_seconds']:.0f}s ({report['total_seconds'] / 60:.1f} min)")
+    path = artifacts_dir / "reports" / "training.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("roles", nargs="+", choices=ROLES + ["all"])
     parser.add_argument("--catalog", type=Path, required=True)
     parser.add_argument("--artifacts", type=Path, required=True)
-    parser.add_argument("--profile", default="quick")
+    parser.add_argument("--profile", default="auto", choices=PROFILE_NAMES)
     parser.add_argument("--device", default=None)
     parser.add_argument("--limit", type=int, default=None, help="use only the first N catalog rows")
-    parser.add_argument("--override", type=json.loads, default=None, help="JSON of profile fields to change")
+    parser.add_argument("--override", type=json.loads, default=None,
+                        help="JSON of profile fields to change (one model at a time)")
+    parser.add_argument("--drawings", type=Path, default=None, help="folder of people's drawings to train on")
     args = parser.parse_args(argv)
     roles = ROLES if "all" in args.roles else args.roles
+    start = time.perf_counter()
     data = load_for_training(args.catalog, args.artifacts, args.limit)
-    for role in roles:
-        start = time.perf_counter()
-        payload = train_role(role, data, args.artifacts, profile=args.profile, device=args.device,
-                             overrides=args.override)
-        print(f"{role}: {payload['version']} in {time.perf_counter() - start:.0f}s, metrics {payload['metrics']}")
+    train_all(data, args.artifacts, roles, profile=args.profile, device=args.device, overrides=args.override,
+              drawings=args.drawings, load_seconds=time.perf_counter() - start)
     return 0
 
 

@@ -107,6 +107,9 @@ def artifacts(settings, tmp_path):
 
     settings.ARTIFACTS_DIR = tmp_path / "artifacts"
     settings.MEDIA_ROOT = tmp_path / "media"
+    # people's drawings (../shared/data) only where a test brings its own: evaluate and train read them by default
+    settings.HUMAN_SKETCHES_DIR = tmp_path / "no-human-sketches"
+    settings.HUMAN_SKETCHES_TRAIN_DIR = tmp_path / "no-human-sketches-train"
     settings.ARTIFACTS_DIR.mkdir()
     reset_caches()
     yield settings.ARTIFACTS_DIR

@@ -3,17 +3,22 @@
 Each row is run through the same query path as the API; P@5 is reported per
 kind and category level (a hit = the item's category at that level equals the
 expected one). Rows that cannot run are counted under ``errors`` with a reason.
+
+A CSV with ``drawn_as`` (and ``source``) columns, as the set of people's drawings has, is also reported per
+drawn kind (``groups``: "hat (quickdraw)"), with what those queries found instead, and the macro average over
+the kinds, which weighs a rare kind as much as a common one.
 """
 
 from __future__ import annotations
 
 import csv
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 from webapp.queries import Query, QueryError, run
 from webapp.services import Filters
 
+EXAMPLES = 4  # drawings of each kind kept with what they found, for the report page's sheet
 MAX_ROWS = 200  # rows reported one by one (what each query found), for looking at small sets
 LEVELS = {"masterCategory": "master_category", "subCategory": "sub_category", "articleType": "category",
           "": "category"}
@@ -34,6 +39,9 @@ def evaluate_query_file(path: Path, k: int = 5) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"query file not found: {path}")
     sums: dict[tuple[str, str], list[float]] = defaultdict(list)
+    groups: dict[str, list[float]] = defaultdict(list)
+    instead: dict[str, Counter] = defaultdict(Counter)
+    examples: dict[str, list[dict]] = defaultdict(list)
     found: dict[str, list[float]] = defaultdict(list)
     errors: list[str] = []
     rows: list[dict] = []
@@ -69,6 +77,14 @@ def evaluate_query_file(path: Path, k: int = 5) -> dict:
             if expected:
                 values = [getattr(h.item, field) for h in result.hits[:k]]
                 sums[(kind, level)].append(sum(v == expected for v in values) / k)
+                if row.get("drawn_as"):
+                    group = row["drawn_as"].strip() + (f" ({row['source'].strip()})" if row.get("source") else "")
+                    groups[group].append(sums[(kind, level)][-1])
+                    instead[group].update(h.item.category for h, v in zip(result.hits[:k], values) if v != expected)
+                    if len(examples[group]) < EXAMPLES:
+                        examples[group].append({"query": str(path.parent / row["query_image"]),
+                                                "found": [h.item.image_path for h in result.hits[:k]],
+                                                "hits": [v == expected for v in values]})
                 if len(rows) < MAX_ROWS:
                     rows.append({"line": lineno, "query": row.get("query_image") or row.get("text") or "",
                                  "expected": expected, "p_at_5": sums[(kind, level)][-1], "found": values})
@@ -80,6 +96,15 @@ def evaluate_query_file(path: Path, k: int = 5) -> dict:
     for kind, hits in found.items():
         out[kind]["expected_item"] = {"r_at_10": sum(hits) / len(hits), "n": len(hits)}
     out = dict(out)
+    if groups:
+        out["groups"] = {g: {"p_at_5": sum(v) / len(v), "n": len(v),
+                             "found_instead": [c for c, _ in instead[g].most_common(3)],
+                             "examples": examples[g]}
+                         for g, v in sorted(groups.items(), key=lambda kv: sum(kv[1]) / len(kv[1]))}
+        scores = [g["p_at_5"] for g in out["groups"].values()]
+        out["macro_p_at_5"] = sum(scores) / len(scores)
+        out["min_p_at_5"] = min(scores)
+        out["n_groups"] = len(scores)
     out["rows"] = rows
     if errors:
         out["errors"] = errors[:50]

@@ -45,6 +45,10 @@ CSRF_TRUSTED_ORIGINS = [o.strip() for o in env("CSRF_TRUSTED_ORIGINS", "").split
 VAR_DIR = envpath("VAR_DIR", BASE_DIR / "var")
 CATALOG_DIR = envpath("CATALOG_DIR", BASE_DIR.parent / "shared" / "data" / "fashion-product-images-small")
 ARTIFACTS_DIR = envpath("ARTIFACTS_DIR", BASE_DIR / "artifacts")
+# People's drawings: the validation set of sketch search (evaluate reports it when present) and a training pool.
+HUMAN_SKETCHES_DIR = envpath("HUMAN_SKETCHES_DIR", BASE_DIR.parent / "shared" / "data" / "human-sketches")
+HUMAN_SKETCHES_TRAIN_DIR = envpath("HUMAN_SKETCHES_TRAIN_DIR",
+                                   BASE_DIR.parent / "shared" / "data" / "human-sketches-train")
 MEDIA_ROOT = envpath("MEDIA_ROOT", VAR_DIR / "media")
 MEDIA_URL = "/media/"
 STATIC_URL = "/static/"

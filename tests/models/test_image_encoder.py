@@ -164,3 +164,33 @@ def test_a_loaded_encoder_answers_channels_last_with_the_same_vectors_at_any_bat
     for batch in (None, 1, 5, 64):  # None: the CPU's default chunk (inference_batch)
         np.testing.assert_allclose(embed_array(loaded, images, cpu, batch_size=batch, flip_average=True), reference,
                                    atol=1e-5)
+
+
+def test_distorted_sketches_keep_white_paper_and_their_strokes():
+    from models.train_encoder import distort_sketches
+
+    x = torch.ones(8, 3, 80, 60)
+    x[:, :, 30:50, 20:40] = -1.0  # a dark square
+    out = distort_sketches(x, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and out.min() >= -1 - 1e-5 and out.max() <= 1 + 1e-5
+    assert torch.allclose(out[:, :, :3, :3], torch.ones(8, 3, 3, 3))  # corners stay paper, not black fill
+    ink = (out < 0).float().mean(dim=(1, 2, 3))
+    assert (ink > 0.02).all()  # the strokes stay on the page
+    assert not torch.allclose(out[0], out[1])  # each sketch bent its own way
+
+
+def test_people_s_drawings_join_the_batches_with_their_labels(tmp_path, monkeypatch):
+    """A pool of drawings of class 1 only: with it, sketches of class 1 are learnt although no photo sketch is
+    passed; the checkpoint says how many drawings it saw."""
+    from dataclasses import replace
+
+    from models import train_encoder as te
+
+    images, labels = _data()
+    pool = np.full((20, 80, 60), 255, np.uint8)
+    pool[:, 20:60, 15:45] = 0
+    prof = replace(te.PROFILES["tiny"], pool_fraction=0.3, distort_fraction=0.5, sketch_fraction=0.0)
+    payload = train_encoder(images, labels, images[:16], labels[:16], ["plain", "box"], tmp_path / "enc.pt",
+                            profile=prof, device="cpu", show_progress=False, pool=(pool, np.ones(20, np.int64)))
+    assert payload["train"]["n_pool"] == 20
+    assert payload["metrics"]["val_accuracy"] > 0.9

@@ -102,3 +102,54 @@ def test_a_limit_samples_the_validation_sweeps_too(searchable_with_text, tmp_pat
     assert n_val > 5 and report["photo"]["n"] == 5 and report["command"].endswith("--limit 5")
     assert report["text"]["lexical_sweep_validation"]["n"] == 5
     assert report["classifier"]["image_only"]["with_neighbours"]["sweep_validation"]["n"] == 5
+
+
+def draw(path, shape: str) -> None:
+    """A drawing as people make them: black strokes on white, a few lines."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("L", (256, 256), 255)
+    pen = ImageDraw.Draw(img)
+    if shape == "bag":
+        pen.rectangle((60, 110, 196, 220), outline=0, width=5)
+        pen.arc((90, 50, 166, 150), 180, 360, fill=0, width=5)
+    else:
+        pen.polygon([(40, 60), (100, 40), (156, 40), (216, 60), (196, 110), (176, 100), (176, 220), (80, 220),
+                     (80, 100), (60, 110)], outline=0, width=5)
+    img.save(path)
+
+
+def test_evaluate_reports_drawings_by_people_by_kind(searchable, settings, tmp_path, staff_client):
+    """With HUMAN_SKETCHES_DIR present, evaluate gives P@5 per drawn kind, the macro average, the macro over the
+    kinds no training drawing shows, and a sheet of the weakest kinds; the model report shows them."""
+    human = tmp_path / "human"
+    (human / "png").mkdir(parents=True)
+    rows = ["query_image,kind,text,expected_category,category_level,expected_item_id,source,drawn_as"]
+    for i in range(3):
+        draw(human / "png" / f"bag{i}.png", "bag")
+        draw(human / "png" / f"shirt{i}.png", "shirt")
+        rows += [f"png/bag{i}.png,sketch,,Handbags,articleType,,quickdraw,purse",
+                 f"png/shirt{i}.png,sketch,,Topwear,subCategory,,sketchy,t-shirt"]
+    (human / "queries.csv").write_text("\n".join(rows) + "\n")
+    pool = tmp_path / "pool" / "quickdraw" / "t-shirt"
+    pool.mkdir(parents=True)
+    draw(pool / "a.png", "shirt")
+    settings.HUMAN_SKETCHES_DIR = human
+    settings.HUMAN_SKETCHES_TRAIN_DIR = tmp_path / "pool"
+    out = settings.ARTIFACTS_DIR / "reports" / "evaluate.json"
+    call_command("evaluate", json=str(out), limit=5)
+    report = json.loads(out.read_text())["human"]
+    groups = report["groups"]
+    assert set(groups) == {"purse (quickdraw)", "t-shirt (sketchy)"}
+    assert all(g["n"] == 3 and 0 <= g["p_at_5"] <= 1 and "examples" not in g for g in groups.values())
+    scores = [g["p_at_5"] for g in groups.values()]
+    assert report["macro_p_at_5"] == sum(scores) / 2 and report["min_p_at_5"] == min(scores)
+    assert scores == sorted(scores)  # weakest first
+    assert report["kinds_trained_on"] == ["t-shirt"]
+    assert report["macro_p_at_5_kinds_not_trained_on"] == groups["purse (quickdraw)"]["p_at_5"]
+    sheet = settings.ARTIFACTS_DIR / "reports" / "human-sketches.png"
+    assert report["sheet"] == sheet.name and sheet.stat().st_size > 1000
+    page = staff_client.get("/report/").content.decode()
+    assert 'id="human-kinds"' in page and "purse (quickdraw)" in page
+    image = staff_client.get("/report/images/human-sketches.png")
+    assert image.status_code == 200 and image["Content-Type"] == "image/png"

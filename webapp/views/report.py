@@ -159,7 +159,12 @@ def confusion_path() -> Path | None:
     return path if path.is_file() else None
 
 
-REPORT_IMAGES = {"gan-samples": gan_samples_path, "confusion": confusion_path}
+def human_sheet_path() -> Path | None:
+    path = reports_dir() / "human-sketches.png"
+    return path if path.is_file() else None
+
+
+REPORT_IMAGES = {"gan-samples": gan_samples_path, "confusion": confusion_path, "human-sketches": human_sheet_path}
 
 
 def flatten(value, prefix: str = "") -> list[tuple[str, object]]:
@@ -179,6 +184,8 @@ HEADLINE = [
     ("photo.p_at_5", "Photo search: items of the same kind among the top 5"),
     ("sketch.direct.p_at_5", "Sketch search (sketches drawn from test photos): same kind among the top 5"),
     ("sketch.gan.p_at_5", "The same sketches through the GAN road"),
+    ("human.macro_p_at_5", "Sketches drawn by people: right kind among the top 5 (mean over the kinds)"),
+    ("human.macro_p_at_5_kinds_not_trained_on", "The same, over the kinds no training drawing shows"),
     ("text.p_at_5", "Search by words (test titles): same kind among the top 5"),
     ("text.r_at_10", "Search by words: the title's own item among the top 10"),
     ("classifier.image_only.with_neighbours.accuracy", "Category of an upload without a title"),
@@ -213,7 +220,10 @@ def evaluation() -> dict | None:
     for section, value in data.items():
         rows = flatten(value) if isinstance(value, dict) else [("", value)]
         sections.append({"name": section, "rows": [(name, figure(value)) for name, value in rows]})
-    return {"sections": sections, "headline": headline(data),
+    human = data.get("human") if isinstance(data.get("human"), dict) else {}
+    kinds = [{"name": name, "p_at_5": g.get("p_at_5"), "n": g.get("n"), "instead": ", ".join(g.get("found_instead", []))}
+             for name, g in (human.get("groups") or {}).items() if isinstance(g, dict) and _number(g.get("p_at_5"))]
+    return {"sections": sections, "headline": headline(data), "human_kinds": kinds,
             "modified": datetime.fromtimestamp(path.stat().st_mtime, tz=UTC), **evaluation_scope(data)}
 
 
@@ -244,6 +254,7 @@ def model_report(request):
         "models_dir": models_dir(),
         "gan_samples": gan_samples_path() is not None,
         "confusion": confusion_path() is not None,
+        "human_sheet": human_sheet_path() is not None,
         "evaluation": scores,
         "index": index,
         "index_error": index_error,

@@ -3,7 +3,12 @@
 Shape (scripts read it): {"photo": {"p_at_5","p_at_10","n"}, "ann": {"recall_at_10"}, "sketch": {"<road>":
 {"p_at_5","p_at_10"}, "default"}, "text": {"r_at_10","p_at_5"}, "combined": {...}, "classifier": {"image_only":
 {"accuracy"}, "fused": {"accuracy"}}, "captions": {"<method>": {"bleu4"}, "winner", "in_use"}, "queries": {"<kind>":
-{"<category_level>": {"p_at_5","n"}, "expected_item": {"r_at_10","n"}}, "n_errors", "errors"}, "models": {...}}
+{"<category_level>": {"p_at_5","n"}, "expected_item": {"r_at_10","n"}}, "n_errors", "errors"}, "human": {"groups":
+{"<drawn kind (source)>": {"p_at_5","n","found_instead"}}, "macro_p_at_5", "min_p_at_5",
+"macro_p_at_5_kinds_not_trained_on", ...}, "models": {...}}
+
+``human``: the drawings by people in HUMAN_SKETCHES_DIR (``../shared/data/human-sketches``), reported by default
+when the folder is there; ``reports/human-sketches.png`` shows the weakest kinds' drawings with what they found.
 """
 
 import json
@@ -72,12 +77,61 @@ def save_confusion(truth: np.ndarray, predicted: np.ndarray, path: Path, title: 
     plt.close(fig)
 
 
+def human_figures(queries: Path, pool_dir: Path, sheet: Path, weakest: int = 6) -> dict:
+    """P@5 of each kind people drew, the macro average, the worst kind, and the macro average over the kinds
+    the encoder never saw people draw (not in the training pool ``pool_dir``); a sheet of the weakest kinds."""
+    from search.drawings import pool_files
+
+    out = evaluate_query_file(queries)
+    out.pop("rows", None)
+    groups = out.get("groups", {})
+    trained = {kind for _path, kind in pool_files(pool_dir)} if pool_dir.is_dir() else set()
+    unseen = [g["p_at_5"] for name, g in groups.items() if name.split(" (")[0] not in trained]
+    out["kinds_trained_on"] = sorted(trained)
+    if unseen:
+        out["macro_p_at_5_kinds_not_trained_on"] = sum(unseen) / len(unseen)
+    rows = [(name, g.pop("examples")) for name, g in groups.items()]
+    if rows:
+        save_drawing_sheet(rows[:weakest], sheet)
+        out["sheet"] = sheet.name
+    return out
+
+
+def save_drawing_sheet(rows: list[tuple[str, list[dict]]], path: Path, thumb: int = 64) -> None:
+    """One line per drawing: the kind, the drawing, and the top 5 it found, framed green (right kind) or red."""
+    from PIL import Image, ImageDraw, ImageOps
+
+    lines = [(name, ex) for name, examples in rows for ex in examples[:2]]
+    label_w, cell = 170, thumb + 8
+    sheet = Image.new("RGB", (label_w + cell * 6, cell * len(lines) + 4), "white")
+    draw = ImageDraw.Draw(sheet)
+    for r, (name, ex) in enumerate(lines):
+        y = 4 + r * cell
+        draw.text((4, y + thumb // 2 - 6), name, fill="black")
+        pictures = [(ex["query"], None)] + list(zip(ex["found"], ex["hits"]))
+        for c, (file, hit) in enumerate(pictures):
+            x = label_w + c * cell
+            try:
+                with Image.open(file) as img:
+                    pic = ImageOps.pad(img.convert("RGB"), (thumb, thumb), color="white")
+            except OSError:
+                pic = Image.new("RGB", (thumb, thumb), (230, 230, 230))
+            sheet.paste(pic, (x + 2, y + 2))
+            if hit is not None:
+                draw.rectangle([x, y, x + thumb + 3, y + thumb + 3], outline="#1a7f37" if hit else "#cf222e",
+                               width=2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
+
+
 class Command(BaseCommand):
     help = "Every quality figure on the test split (plus --queries CSV); JSON to stdout and --json."
 
     def add_arguments(self, parser):
         parser.add_argument("--json", dest="json_path", default=None, help="also write the figures to this file")
         parser.add_argument("--queries", default=None, help="external query CSV (query_image,kind,text,...)")
+        parser.add_argument("--no-human", action="store_true",
+                            help="skip the drawings by people (HUMAN_SKETCHES_DIR/queries.csv)")
         parser.add_argument("--limit", type=int, default=None,
                             help="evaluate only the first N test queries (and N validation queries in the sweeps)")
 
@@ -85,7 +139,7 @@ class Command(BaseCommand):
         self.stdout.write(text)
         self.stdout.flush()
 
-    def handle(self, *args, json_path=None, queries=None, limit=None, **opts):
+    def handle(self, *args, json_path=None, queries=None, limit=None, no_human=False, **opts):
         started = time.perf_counter()
         self.limit = limit  # the validation sweeps take a sample of this size too
         try:
@@ -130,6 +184,11 @@ class Command(BaseCommand):
         self.caption_figures(report, store, item_of, rows, test_ids, photos, [r[3] for r in test_rows])
         if queries:
             report["queries"] = evaluate_query_file(Path(queries))
+        human = Path(settings.HUMAN_SKETCHES_DIR) / "queries.csv"
+        if not no_human and human.is_file():
+            self.say(f"Drawings by people: {human}...")
+            report["human"] = human_figures(human, Path(settings.HUMAN_SKETCHES_TRAIN_DIR),
+                                            settings.ARTIFACTS_DIR / "reports" / "human-sketches.png")
         report["seconds"] = round(time.perf_counter() - started, 1)
         report["command"] = "python manage.py evaluate" + (f" --limit {limit}" if limit else "")
         text = json.dumps(report, indent=2)
