@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.image_encoder import backbone
+from models.image_encoder import backbone, descriptor_dim, descriptor_of
 from models.training import to_float_images
 from models.vocab import BOS, EOS, PAD, UNK, Vocab
 
@@ -33,6 +33,9 @@ class CaptionerConfig:
     hidden: int = 256
     max_len: int = 16  # tokens, <bos>/<eos> included
     dropout: float = 0.2
+    blocks: int = 1
+    stem_stride: int = 2
+    frozen_encoder: str = ""  # version of the Image2Vec whose frozen CNN it reads (its descriptor); "" = its own
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -51,11 +54,16 @@ class Captioner(nn.Module):
         super().__init__()
         self.config = config
         self.vocab = Vocab.from_dict(config.vocab)
-        self.features = backbone(config.widths)
+        self.features = backbone(config.widths, config.blocks, config.stem_stride)
         cin = config.widths[-1]
-        self.feature_dim = cin
         h = config.hidden
-        self.image_proj = nn.Sequential(nn.Linear(cin, h), nn.LayerNorm(h), nn.Tanh())
+        if config.frozen_encoder:
+            self.features.requires_grad_(False)
+            cin = descriptor_dim(config.widths[-2:])
+            self.image_proj = nn.Sequential(nn.LayerNorm(cin), nn.Linear(cin, h), nn.LayerNorm(h), nn.Tanh())
+        else:
+            self.image_proj = nn.Sequential(nn.Linear(cin, h), nn.LayerNorm(h), nn.Tanh())
+        self.feature_dim = cin
         self.init_h = nn.Linear(h, h)
         self.init_c = nn.Linear(h, h)
         self.embed = nn.Embedding(len(self.vocab), config.word_dim, padding_idx=PAD)
@@ -64,11 +72,14 @@ class Captioner(nn.Module):
         self.out = nn.Linear(h, len(self.vocab))
 
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
-        """Images in [-1, 1] (N, 3, H, W) -> pooled CNN features (N, C)."""
+        """Images in [-1, 1] (N, 3, H, W) -> what the decoder reads: the frozen descriptor or the pooled CNN."""
+        if self.config.frozen_encoder:
+            return descriptor_of(self.features, x)
         return self.features(x).mean(dim=(2, 3))
 
-    def start(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        v = self.image_proj(self.pooled(x).float())
+    def start(self, pooled: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """What ``pooled`` gives -> the image vector fed with every word, and the LSTM's first state."""
+        v = self.image_proj(pooled.float())
         return v, (self.init_h(v).unsqueeze(0).contiguous(), self.init_c(v).unsqueeze(0).contiguous())
 
     def step_logits(self, v: torch.Tensor, tokens: torch.Tensor,
@@ -79,9 +90,10 @@ class Captioner(nn.Module):
             states, state = self.lstm(self.dropout(inp), (state[0].float(), state[1].float()))
             return self.out(self.dropout(states)), state
 
-    def forward(self, x: torch.Tensor, tokens_in: torch.Tensor) -> torch.Tensor:
-        """Teacher forcing: images and input tokens (<bos> w1 .. wn) -> logits for (w1 .. wn <eos>)."""
-        v, state = self.start(x)
+    def forward(self, x: torch.Tensor, tokens_in: torch.Tensor, pooled: bool = False) -> torch.Tensor:
+        """Teacher forcing: images (or, with ``pooled``, what ``pooled`` gives of them) and input tokens
+        (<bos> w1 .. wn) -> logits for (w1 .. wn <eos>)."""
+        v, state = self.start(x if pooled else self.pooled(x))
         logits, _ = self.step_logits(v, tokens_in, state)
         return logits
 
@@ -91,9 +103,10 @@ def _device_of(model: nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def _decode(model: Captioner, x: torch.Tensor, beam_size: int) -> list[list[int]]:
+def _decode(model: Captioner, pooled: torch.Tensor, beam_size: int) -> list[list[int]]:
+    x = pooled
     n, max_new = x.shape[0], model.config.max_len - 1
-    v, (h, c) = model.start(x)
+    v, (h, c) = model.start(pooled)
     k = beam_size
     # Beams flattened to (n * k); at the start only beam 0 of each item is alive.
     v = v.repeat_interleave(k, 0)
@@ -142,16 +155,18 @@ def _decode(model: Captioner, x: torch.Tensor, beam_size: int) -> list[list[int]
 
 
 @torch.no_grad()
-def generate_captions(model: Captioner, images: np.ndarray, *, beam_size: int = 3,
-                      batch_size: int = 256) -> list[str]:
-    """uint8 images (N, 80, 60, 3) -> one draft title each (beam search; ``beam_size=1`` is greedy)."""
+def generate_captions(model: Captioner, images: np.ndarray | None, *, beam_size: int = 3,
+                      batch_size: int = 256, descriptors: np.ndarray | None = None) -> list[str]:
+    """uint8 images (N, 80, 60, 3) -> one draft title each (beam search; ``beam_size=1`` is greedy).
+    ``descriptors`` (N, D): what ``Captioner.pooled`` gives of them, when the caller has it (no CNN pass)."""
     model.eval()
     dev = _device_of(model)
-    images = np.asarray(images)
+    source = np.asarray(descriptors if descriptors is not None else images)
     out: list[str] = []
-    for start in range(0, len(images), batch_size):
-        x = to_float_images(torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])).to(dev))
-        out += [model.vocab.decode(seq) for seq in _decode(model, x, beam_size)]
+    for start in range(0, len(source), batch_size):
+        chunk = torch.from_numpy(np.ascontiguousarray(source[start : start + batch_size])).to(dev)
+        pooled = chunk.float() if descriptors is not None else model.pooled(to_float_images(chunk))
+        out += [model.vocab.decode(seq) for seq in _decode(model, pooled, beam_size)]
     return out
 
 

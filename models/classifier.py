@@ -16,6 +16,12 @@ class activation map (Zhou et al. 2016; seed 002), which is what
 Titles are optional at inference: training drops the whole title of some items
 (modality dropout), so a missing title gives the image-only behaviour of the
 same network.
+
+With ``frozen_encoder`` set (what ``search.train`` trains), the photo side is
+Image2Vec's CNN, frozen and copied into the checkpoint: the heads read its
+descriptor (``models.image_encoder.frozen_descriptor``), cached once per catalog,
+and the linear CAM heads its last stage's pooled features. The fused model and
+its image-only twin then see the same features, with the title and without it.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.image_encoder import backbone
+from models.image_encoder import backbone, descriptor_dim, descriptor_of, descriptor_offsets
 from models.training import for_inference, inference_batch, to_float_images
 from models.vocab import PAD, Vocab
 
@@ -47,6 +53,7 @@ class ClassifierConfig:
     text_hidden: int = 96  # per LSTM direction
     fused_dim: int = 256
     dropout: float = 0.3
+    frozen_encoder: str = ""  # version of the Image2Vec whose frozen CNN it reads; "" = a CNN of its own
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -84,8 +91,16 @@ class FusedClassifier(nn.Module):
         self.vocab = Vocab.from_dict(config.vocab) if config.use_text else None
         self.features = backbone(config.widths, config.blocks, config.stem_stride)
         cin = config.widths[-1]
-        self.image_dim = cin
-        fused_in = cin
+        if config.frozen_encoder:
+            self.features.requires_grad_(False)
+            self.image_dim = descriptor_dim(config.widths[-2:])
+            self.input_norm = nn.LayerNorm(self.image_dim)
+            self.cam_slice = slice(*descriptor_offsets(config.widths))
+        else:
+            self.image_dim = cin
+            self.input_norm = nn.Identity()
+            self.cam_slice = slice(None)
+        fused_in = self.image_dim
         if config.use_text:
             self.text = TitleEncoder(len(self.vocab), config.word_dim, config.text_hidden)
             fused_in += self.text.out_dim + 1  # + "title present" flag
@@ -104,6 +119,12 @@ class FusedClassifier(nn.Module):
             raise RuntimeError("this classifier was trained without text")
         return self.vocab.encode_batch(list(titles) if titles is not None else [None] * n, self.config.text_len)
 
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """Images in [-1, 1] (N, 3, H, W) -> what the heads read: the frozen descriptor, or the pooled CNN."""
+        if self.config.frozen_encoder:
+            return descriptor_of(self.features, x)
+        return self.features(x).mean(dim=(2, 3))
+
     def forward(self, x: torch.Tensor, tokens: torch.Tensor | None = None,
                 present: torch.Tensor | None = None) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Images in [-1, 1] (N, 3, H, W) and token ids (N, L) -> (fused logits, CAM-head logits) per head.
@@ -111,18 +132,24 @@ class FusedClassifier(nn.Module):
         ``present`` (N,) in {0, 1} says which titles to use; by default a title
         is present when it has at least one token.
         """
-        pooled = self.features(x).mean(dim=(2, 3))
+        return self.from_pooled(self.pool(x), tokens, present)
+
+    def from_pooled(self, pooled: torch.Tensor, tokens: torch.Tensor | None = None,
+                    present: torch.Tensor | None = None) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """``forward`` from what ``pool`` gives (cached descriptors while training the heads)."""
+        cam_input = pooled[:, self.cam_slice]
+        pooled = self.input_norm(pooled.float())
         parts = [pooled]
         if self.config.use_text:
             if tokens is None:
-                tokens = torch.full((x.shape[0], 1), PAD, dtype=torch.long, device=x.device)
+                tokens = torch.full((pooled.shape[0], 1), PAD, dtype=torch.long, device=pooled.device)
             if present is None:
                 present = (tokens != PAD).any(dim=1)
             present = present.to(pooled.dtype).unsqueeze(1)
             parts += [self.text(tokens).to(pooled.dtype) * present, present]
         hidden = self.dense(torch.cat(parts, dim=1))
         fused = {h: head(hidden) for h, head in self.heads.items()}
-        cam = {h: head(pooled) for h, head in self.cam_heads.items()}
+        cam = {h: head(cam_input) for h, head in self.cam_heads.items()}
         return fused, cam
 
 
@@ -136,31 +163,45 @@ def _device_of(model: nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def predict(model: FusedClassifier, images: np.ndarray, titles: list[str] | None = None,
-            batch_size: int | None = None, flip_average: bool = False) -> dict[str, np.ndarray]:
+def predict(model: FusedClassifier, images: np.ndarray | None, titles: list[str] | None = None,
+            batch_size: int | None = None, flip_average: bool = False,
+            descriptors: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """uint8 images (N, 80, 60, 3) and optional titles -> head -> probabilities (N, C).
 
     ``titles=None`` or an empty title gives the image-only behaviour; the
     image-only twin ignores titles. ``flip_average``: the mean of the image's and
     its mirror image's probabilities (one forward pass over both views), as
-    ``models.train_encoder.embed_array`` does for vectors.
+    ``models.train_encoder.embed_array`` does for vectors. ``descriptors``: what
+    ``pool`` gives of the images, (N, D), or (2, N, D) for both views, when the
+    caller already has them (the encoder's pass over a query gives them): the
+    CNN is not run again.
     """
     model.eval()
     dev = _device_of(model)
-    images = np.asarray(images)
-    if titles is not None and len(titles) != len(images):
-        raise ValueError(f"{len(images)} images but {len(titles)} titles")
+    if descriptors is not None:
+        descriptors = np.asarray(descriptors)
+        views = descriptors if descriptors.ndim == 3 else descriptors[None]
+        flip_average = len(views) == 2
+        n_items = views.shape[1]
+    else:
+        images = np.asarray(images)
+        n_items = len(images)
+    if titles is not None and len(titles) != n_items:
+        raise ValueError(f"{n_items} images but {len(titles)} titles")
     out: dict[str, list[torch.Tensor]] = {h: [] for h in model.head_names}
-    for sl in _batches(len(images), batch_size or inference_batch(dev, flip_average)):
-        x = to_float_images(torch.from_numpy(np.array(images[sl])).to(dev))
-        n = x.shape[0]
+    for sl in _batches(n_items, batch_size or inference_batch(dev, flip_average)):
+        if descriptors is not None:
+            pooled = torch.from_numpy(np.array(views[:, sl].reshape(-1, views.shape[2]), np.float32)).to(dev)
+            n = pooled.shape[0] // len(views)
+        else:
+            x = to_float_images(torch.from_numpy(np.array(images[sl])).to(dev))
+            n = x.shape[0]
+            pooled = model.pool(torch.cat([x, x.flip(3)]) if flip_average else x)
         tokens = None
         if model.config.use_text:
             tokens = model.encode_titles(titles[sl] if titles is not None else None, n).to(dev)
-        if flip_average:
-            x = torch.cat([x, x.flip(3)])
-            tokens = tokens.repeat(2, 1) if tokens is not None else None
-        fused, _ = model(x, tokens)
+            tokens = tokens.repeat(2, 1) if flip_average else tokens
+        fused, _ = model.from_pooled(pooled, tokens)
         for h, logits in fused.items():
             probs = logits.float().softmax(dim=1).cpu()
             out[h].append((probs[:n] + probs[n:]) / 2 if flip_average else probs)
@@ -176,7 +217,7 @@ def image_features(model: FusedClassifier, images: np.ndarray, batch_size: int =
     out = []
     for sl in _batches(len(images), batch_size):
         x = to_float_images(torch.from_numpy(np.array(images[sl])).to(dev))
-        out.append(F.normalize(model.features(x).mean(dim=(2, 3)).float(), dim=1).cpu())
+        out.append(F.normalize(model.pool(x).float(), dim=1).cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, model.image_dim), np.float32)
 
 
@@ -222,7 +263,8 @@ def cam_overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.5) -> np.nd
 
 
 def load_classifier(payload: dict, device: str | torch.device = "cpu") -> FusedClassifier:
-    """Rebuild a classifier from its checkpoint dict (``models.checkpoint.load_checkpoint(path, "classifier")``)."""
+    """Rebuild a classifier from its checkpoint dict (``models.checkpoint.load_checkpoint(path, "classifier")``)
+    alone: a classifier on a frozen Image2Vec carries its copy of that CNN."""
     if payload.get("kind") != "classifier":
         raise ValueError(f"expected a classifier checkpoint, got {payload.get('kind')!r}")
     model = FusedClassifier(ClassifierConfig.from_dict(payload["config"]))

@@ -7,18 +7,25 @@ which is what the Annoy index searches with (metric "angular").
 
 ``class_activation_map`` gives the CAM of a class: since pooling is a plain
 average followed by linear maps, the class score decomposes over positions.
+
+``describe`` is what every other model reads of a photo: the frozen network's
+pooled feature maps with the photo's colours (``frozen_descriptor``). The CNN is
+trained once, here; the text model's photo side, the fused classifier and its
+image-only twin and the captioner learn only their heads on this descriptor,
+which is computed once per catalog photo.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-MEAN = 0.5
-STD = 0.5
+from models.training import inference_batch, to_float_images
 
 
 @dataclass
@@ -92,14 +99,19 @@ class ImageEncoder(nn.Module):
         self.project = nn.Linear(cin, config.embed_dim)
         self.class_weight = nn.Parameter(torch.randn(config.n_classes, config.embed_dim) * 0.01)
 
-    @staticmethod
-    def normalise_input(images_uint8: torch.Tensor) -> torch.Tensor:
-        """(N, H, W, 3) uint8 -> (N, 3, H, W) float in [-1, 1]."""
-        x = images_uint8.permute(0, 3, 1, 2).float().div_(255.0)
-        return (x - MEAN) / STD
-
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
+
+    def describe(self, x: torch.Tensor) -> torch.Tensor:
+        """Images in [-1, 1] -> the frozen descriptor (N, ``descriptor_dim(widths[-2:])``)."""
+        return descriptor_of(self.features, x)
+
+    def embed_and_describe(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The vector and the descriptor of images in one pass over the CNN."""
+        middle = self.features[:-1](x)
+        last = self.features[-1](middle)
+        emb = F.normalize(self.project(self.dropout(last.mean(dim=(2, 3)))), dim=1)
+        return emb, frozen_descriptor([middle, last], x)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1], (N, 3, H, W) -> L2-normalised (N, embed_dim)."""
@@ -127,3 +139,80 @@ class ImageEncoder(nn.Module):
         cam = F.interpolate(cam.unsqueeze(1), size=x.shape[2:], mode="bilinear", align_corners=False).squeeze(1)
         cam = cam - cam.amin(dim=(1, 2), keepdim=True)
         return cam / cam.amax(dim=(1, 2), keepdim=True).clamp_min(1e-8)
+
+
+COLOUR_LEVELS = 6  # per RGB channel -> 216 colour bins: enough to tell navy from black, olive from green
+
+
+def colour_histogram(images: torch.Tensor, levels: int = COLOUR_LEVELS, white: float = 0.92) -> torch.Tensor:
+    """Colours of the non-white pixels of (N, 3, H, W) images in [-1, 1]: the square-rooted RGB
+    histogram, the fraction of non-white pixels and the mean colour of each quarter,
+    (N, levels**3 + 1 + 12)."""
+    x = F.avg_pool2d((images.float() + 1.0) / 2.0, 2).clamp(0.0, 1.0)  # coarse is enough for colour
+    fg = (x.amin(1, keepdim=True) < white).float()  # (N, 1, h, w)
+    q = (x * levels).long().clamp_(max=levels - 1)
+    idx = ((q[:, 0] * levels + q[:, 1]) * levels + q[:, 2]).flatten(1)
+    hist = torch.zeros(x.shape[0], levels**3, device=x.device).scatter_add_(1, idx, fg.flatten(1))
+    n_fg = hist.sum(1, keepdim=True)
+    quarter_colour = F.adaptive_avg_pool2d(x * fg, (2, 2)) / F.adaptive_avg_pool2d(fg, (2, 2)).clamp_min(1e-3)
+    return torch.cat([(hist / n_fg.clamp_min(1.0)).sqrt(), n_fg / idx.shape[1], quarter_colour.flatten(1)], dim=1)
+
+
+def frozen_descriptor(feature_maps: Sequence[torch.Tensor], images: torch.Tensor) -> torch.Tensor:
+    """The fixed input of ``ImageHead`` from the last two Image2Vec feature maps (N, C, h, w) and the
+    photos: mean and max pooling of both, a 2x2 grid of the last, and the colours of the photo."""
+    parts = []
+    for i, fmap in enumerate(feature_maps):
+        fmap = fmap.float()
+        parts += [fmap.mean((2, 3)), fmap.amax((2, 3))]
+        if i == len(feature_maps) - 1:
+            parts.append(F.adaptive_avg_pool2d(fmap, (2, 2)).flatten(1))
+    return torch.cat(parts + [colour_histogram(images)], dim=1)
+
+
+def descriptor_of(features: nn.Sequential, images: torch.Tensor) -> torch.Tensor:
+    """``frozen_descriptor`` of an Image2Vec-shaped CNN (``features[-1]`` is its last stage) on images in [-1, 1]."""
+    middle = features[:-1](images)
+    return frozen_descriptor([middle, features[-1](middle)], images)
+
+
+def descriptor_dim(channels: Sequence[int], levels: int = COLOUR_LEVELS) -> int:
+    """Width of ``frozen_descriptor`` for feature maps of these channel counts."""
+    return 2 * sum(channels) + 4 * channels[-1] + levels**3 + 13
+
+
+def descriptor_offsets(widths: Sequence[int]) -> tuple[int, int]:
+    """(start, end) of the last stage's mean-pooled features inside ``frozen_descriptor``: what a linear
+    CAM head reads, so that its class score is the mean of a class activation map."""
+    middle = widths[-2]
+    return 2 * middle, 2 * middle + widths[-1]
+
+
+@torch.no_grad()
+def describe_array(encoder: nn.Module, images: np.ndarray, device: str | torch.device = "cpu", views: int = 1,
+                   batch_size: int | None = None) -> np.ndarray:
+    """Frozen descriptors of uint8 photos (N, 80, 60, 3), float16 (views, N, D): view 0 the photo as it is,
+    view 1 its mirror image (a free augmentation for the heads trained on them). ``encoder``: anything with
+    an Image2Vec-shaped ``features``."""
+    device = torch.device(device)
+    encoder.eval()
+    batch_size = batch_size or inference_batch(device)
+    out: list[list[torch.Tensor]] = [[] for _ in range(views)]
+    for start in range(0, len(images), batch_size):
+        x = to_float_images(torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])).to(device))
+        x = x.contiguous(memory_format=torch.channels_last)
+        for v in range(views):
+            out[v].append(descriptor_of(encoder.features, x.flip(3) if v else x).half().cpu())
+    width = descriptor_dim(_widths(encoder)[-2:])
+    return np.stack([torch.cat(o).numpy() if o else np.zeros((0, width), np.float16) for o in out])
+
+
+def _widths(model: nn.Module) -> tuple[int, ...]:
+    return tuple(model.config.widths)
+
+
+def copy_backbone(target: nn.Sequential, encoder_payload: dict) -> None:
+    """Load an Image2Vec checkpoint's CNN into ``target`` (a ``backbone`` of the same shape) and freeze it."""
+    state = {k[len("features."):]: v for k, v in encoder_payload["model"].items() if k.startswith("features.")}
+    target.load_state_dict(state)
+    target.requires_grad_(False)

@@ -32,7 +32,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.image_encoder import backbone
+from models.image_encoder import (  # noqa: F401 - re-exported: the text model's image side reads them
+    COLOUR_LEVELS,
+    backbone,
+    colour_histogram,
+    descriptor_dim,
+    descriptor_of,
+    frozen_descriptor,
+)
 
 PAD, UNK = "<pad>", "<unk>"
 _WORD = re.compile(r"[^\W_]+")
@@ -154,46 +161,6 @@ class TextEncoder(nn.Module):
         mean = (out * mask).sum(1) / mask.sum(1).clamp_min(1)
         top = out.masked_fill(~mask, float("-inf")).amax(1)
         return F.normalize(self.project(self.dropout(torch.cat([mean, top], dim=1))), dim=1)
-
-
-COLOUR_LEVELS = 6  # per RGB channel -> 216 colour bins: enough to tell navy from black, olive from green
-
-
-def colour_histogram(images: torch.Tensor, levels: int = COLOUR_LEVELS, white: float = 0.92) -> torch.Tensor:
-    """Colours of the non-white pixels of (N, 3, H, W) images in [-1, 1]: the square-rooted RGB
-    histogram, the fraction of non-white pixels and the mean colour of each quarter,
-    (N, levels**3 + 1 + 12)."""
-    x = F.avg_pool2d((images.float() + 1.0) / 2.0, 2).clamp(0.0, 1.0)  # coarse is enough for colour
-    fg = (x.amin(1, keepdim=True) < white).float()  # (N, 1, h, w)
-    q = (x * levels).long().clamp_(max=levels - 1)
-    idx = ((q[:, 0] * levels + q[:, 1]) * levels + q[:, 2]).flatten(1)
-    hist = torch.zeros(x.shape[0], levels**3, device=x.device).scatter_add_(1, idx, fg.flatten(1))
-    n_fg = hist.sum(1, keepdim=True)
-    quarter_colour = F.adaptive_avg_pool2d(x * fg, (2, 2)) / F.adaptive_avg_pool2d(fg, (2, 2)).clamp_min(1e-3)
-    return torch.cat([(hist / n_fg.clamp_min(1.0)).sqrt(), n_fg / idx.shape[1], quarter_colour.flatten(1)], dim=1)
-
-
-def frozen_descriptor(feature_maps: Sequence[torch.Tensor], images: torch.Tensor) -> torch.Tensor:
-    """The fixed input of ``ImageHead`` from the last two Image2Vec feature maps (N, C, h, w) and the
-    photos: mean and max pooling of both, a 2x2 grid of the last, and the colours of the photo."""
-    parts = []
-    for i, fmap in enumerate(feature_maps):
-        fmap = fmap.float()
-        parts += [fmap.mean((2, 3)), fmap.amax((2, 3))]
-        if i == len(feature_maps) - 1:
-            parts.append(F.adaptive_avg_pool2d(fmap, (2, 2)).flatten(1))
-    return torch.cat(parts + [colour_histogram(images)], dim=1)
-
-
-def descriptor_of(features: nn.Sequential, images: torch.Tensor) -> torch.Tensor:
-    """``frozen_descriptor`` of an Image2Vec-shaped CNN (``features[-1]`` is its last stage) on images in [-1, 1]."""
-    middle = features[:-1](images)
-    return frozen_descriptor([middle, features[-1](middle)], images)
-
-
-def descriptor_dim(channels: Sequence[int], levels: int = COLOUR_LEVELS) -> int:
-    """Width of ``frozen_descriptor`` for feature maps of these channel counts."""
-    return 2 * sum(channels) + 4 * channels[-1] + levels**3 + 13
 
 
 @dataclass

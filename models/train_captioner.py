@@ -4,6 +4,10 @@ Teacher forcing with cross-entropy over the next word; photos augmented
 (no flips: they would not change a title, but keep the pictures as shot).
 Each epoch reports validation loss and greedy (fast) corpus BLEU-4 on up to
 ``val_bleu_items`` validation photos.
+
+With ``encoder`` (an Image2Vec checkpoint) the decoder reads that frozen CNN's
+descriptors (cached once per catalog by the caller, or computed here) and only
+the decoder trains.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from tqdm import tqdm
 
 from models.captioner import Captioner, CaptionerConfig, bleu4, generate_captions
 from models.checkpoint import save_checkpoint
+from models.image_encoder import copy_backbone, describe_array
 from models.training import (
     EpochCheckpointer,
     Timer,
@@ -52,6 +57,8 @@ PROFILES = {
                               hidden=192, word_dim=96),
     # One H100: about a minute.
     "full": CaptionerProfile("full", epochs=20, batch_size=256, lr=3e-3, widths=(32, 64, 128, 256)),
+    # What `make train` uses without a GPU: the decoder on the frozen Image2Vec (search.train passes it).
+    "cpu": CaptionerProfile("cpu", epochs=10, batch_size=256, lr=3e-3, hidden=256, word_dim=128),
     # For tests: a few seconds.
     "tiny": CaptionerProfile("tiny", epochs=2, batch_size=16, widths=(8, 8, 16, 16), hidden=32, word_dim=16,
                              min_word_count=1, lr=5e-3, val_bleu_items=50),
@@ -60,8 +67,13 @@ PROFILES = {
 
 def train_captioner(train_images: np.ndarray, train_titles: list[str], val_images: np.ndarray,
                     val_titles: list[str], out_path, *, profile: str | CaptionerProfile = "quick",
-                    device: str | None = None, resume: bool = True, show_progress: bool = True) -> dict:
-    """Train, evaluate on the validation split each epoch, write the checkpoint (kind "captioner"); returns it."""
+                    device: str | None = None, resume: bool = True, show_progress: bool = True,
+                    encoder: dict | None = None, train_descriptors: np.ndarray | None = None,
+                    val_descriptors: np.ndarray | None = None) -> dict:
+    """Train, evaluate on the validation split each epoch, write the checkpoint (kind "captioner"); returns it.
+
+    ``encoder``: decode from that Image2Vec's frozen CNN (its shape, not the profile's widths), reading
+    ``train_descriptors`` / ``val_descriptors`` ((views, N, D), the caller's cache) when given."""
     prof = PROFILES[profile] if isinstance(profile, str) else profile
     dev = pick_device(device)
     seed_everything(prof.seed)
@@ -71,17 +83,33 @@ def train_captioner(train_images: np.ndarray, train_titles: list[str], val_image
     subset = np.sort(rng.permutation(len(train_images))[:n_train])
     titles = [train_titles[i] for i in subset]
     vocab = Vocab.build(titles, "title", min_count=prof.min_word_count)
-    config = CaptionerConfig(vocab=vocab.to_dict(), widths=prof.widths, word_dim=prof.word_dim, hidden=prof.hidden)
+    shape: dict = {"widths": prof.widths}
+    if encoder is not None:
+        shape = {k: encoder["config"][k] for k in ("widths", "blocks", "stem_stride")}
+        shape["widths"] = tuple(shape["widths"])
+    config = CaptionerConfig(vocab=vocab.to_dict(), word_dim=prof.word_dim, hidden=prof.hidden,
+                             frozen_encoder=encoder["version"] if encoder is not None else "", **shape)
     model = Captioner(config).to(dev)
     if dev.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
-
-    images = torch.from_numpy(np.ascontiguousarray(train_images[subset])).to(dev)
+    descriptors = images = None
+    if encoder is not None:
+        copy_backbone(model.features, encoder)
+        if train_descriptors is None:
+            train_descriptors = describe_array(model, train_images, dev, views=1)
+        if val_descriptors is None:
+            val_descriptors = describe_array(model, val_images, dev, views=1)
+        # the photo as shot only (a mirror image would not change the title, but it is not what was shot)
+        descriptors = torch.from_numpy(np.ascontiguousarray(np.asarray(train_descriptors)[0, subset])).to(dev)
+        val_descriptors = np.asarray(val_descriptors)[0]
+    else:
+        images = torch.from_numpy(np.ascontiguousarray(train_images[subset])).to(dev)
     tokens = vocab.encode_batch(titles, config.max_len + 1, bos=True, eos=True).to(dev)  # input + shifted target
     val_tokens = vocab.encode_batch(list(val_titles), config.max_len + 1, bos=True, eos=True)
 
     steps_per_epoch = max(1, n_train // prof.batch_size)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=prof.lr, weight_decay=prof.weight_decay)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=prof.lr,
+                                  weight_decay=prof.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=prof.lr,
                                                     total_steps=prof.epochs * steps_per_epoch, pct_start=0.15)
     signature = {"profile": asdict(prof), "config": config.to_dict(), "n_train": n_train}
@@ -106,12 +134,15 @@ def train_captioner(train_images: np.ndarray, train_titles: list[str], val_image
         loss_sum = 0.0
         for step in bar:
             idx = order[step * prof.batch_size : (step + 1) * prof.batch_size]
-            x = augment_images(to_float_images(images[idx]), gen, flip=False)
-            if dev.type == "cpu":
-                x = x.contiguous(memory_format=torch.channels_last)
+            if descriptors is not None:
+                x = descriptors[idx].float()
+            else:
+                x = augment_images(to_float_images(images[idx]), gen, flip=False)
+                if dev.type == "cpu":
+                    x = x.contiguous(memory_format=torch.channels_last)
             tok = tokens[idx]
             with autocast:
-                logits = model(x, tok[:, :-1])
+                logits = model(x, tok[:, :-1], pooled=descriptors is not None)
                 loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), tok[:, 1:].reshape(-1),
                                        ignore_index=PAD, label_smoothing=prof.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
@@ -122,7 +153,8 @@ def train_captioner(train_images: np.ndarray, train_titles: list[str], val_image
             loss_sum += loss.item()
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{loss.item():.3f}")
-        metrics = evaluate_captioner(model, val_images, val_titles, val_tokens, prof.val_bleu_items)
+        metrics = evaluate_captioner(model, val_images, val_titles, val_tokens, prof.val_bleu_items,
+                                     descriptors=val_descriptors)
         history.append({"epoch": epoch + 1, "loss": loss_sum / steps_per_epoch, "seconds": timer.seconds, **metrics})
         if show_progress:
             tqdm.write(f"epoch {epoch + 1}: loss {history[-1]['loss']:.3f} " +
@@ -143,19 +175,23 @@ def train_captioner(train_images: np.ndarray, train_titles: list[str], val_image
 
 @torch.no_grad()
 def evaluate_captioner(model: Captioner, images: np.ndarray, titles: list[str], tokens: torch.Tensor,
-                       bleu_items: int, batch_size: int = 512) -> dict[str, float]:
-    """Teacher-forced loss on the whole split and greedy BLEU-4 on its first ``bleu_items`` photos."""
+                       bleu_items: int, batch_size: int = 512, descriptors: np.ndarray | None = None) -> dict[str, float]:
+    """Teacher-forced loss on the whole split and greedy BLEU-4 on its first ``bleu_items`` photos
+    (from ``descriptors`` of them when given)."""
     model.eval()
     dev = next(model.parameters()).device
     total, count = 0.0, 0
-    for start in range(0, len(images), batch_size):
-        x = to_float_images(torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])).to(dev))
+    source = descriptors if descriptors is not None else images
+    for start in range(0, len(source), batch_size):
+        chunk = torch.from_numpy(np.ascontiguousarray(source[start : start + batch_size])).to(dev)
+        x = chunk.float() if descriptors is not None else to_float_images(chunk)
         tok = tokens[start : start + batch_size].to(dev)
-        logits = model(x, tok[:, :-1])
+        logits = model(x, tok[:, :-1], pooled=descriptors is not None)
         target = tok[:, 1:].reshape(-1)
         total += F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), target, ignore_index=PAD,
                                  reduction="sum").item()
         count += int((target != PAD).sum())
-    n = min(bleu_items, len(images))
-    hyps = generate_captions(model, images[:n], beam_size=1)
+    n = min(bleu_items, len(source))
+    hyps = (generate_captions(model, None, beam_size=1, descriptors=descriptors[:n]) if descriptors is not None
+            else generate_captions(model, images[:n], beam_size=1))
     return {"val_loss": total / max(1, count), "val_bleu4": bleu4(hyps, list(titles[:n])) if n else float("nan")}

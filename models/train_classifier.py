@@ -7,6 +7,11 @@ accuracy). ``catalog_targets`` builds the targets from catalog rows.
 Tricks: flips/shift/zoom/colour jitter on the photos, label smoothing, word
 dropout on titles, and modality dropout (a share of items is shown without
 its title) so the fused model still works, image-only, when a title is missing.
+
+With ``encoder`` (an Image2Vec checkpoint) only the heads train, on the frozen
+CNN's descriptors of each photo and of its mirror image (``train_descriptors``,
+computed once per catalog by the caller, or here): seconds per epoch on a CPU
+instead of minutes, and the CNN is trained once, by Image2Vec.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from tqdm import tqdm
 
 from models.checkpoint import save_checkpoint
 from models.classifier import MAIN_HEAD, ClassifierConfig, FusedClassifier, predict
+from models.image_encoder import copy_backbone, describe_array
 from models.training import (
     BestEpoch,
     EpochCheckpointer,
@@ -65,6 +71,8 @@ PROFILES = {
                               stem_stride=1, keep_best=True),
     # For tests: a few seconds.
     "tiny": ClassifierProfile("tiny", epochs=2, batch_size=16, widths=(8, 8, 16, 16), lr=5e-3, min_word_count=1),
+    # What `make train` uses without a GPU: heads on the frozen Image2Vec (search.train passes it), all the photos.
+    "cpu": ClassifierProfile("cpu", epochs=12, batch_size=256, lr=3e-3, keep_best=True),
 }
 
 
@@ -89,8 +97,13 @@ def train_classifier(train_images: np.ndarray, train_titles: list[str], train_ta
                      val_images: np.ndarray, val_titles: list[str], val_targets: dict[str, np.ndarray],
                      label_names: dict[str, list[str]], out_path, *, use_text: bool,
                      profile: str | ClassifierProfile = "quick", device: str | None = None, resume: bool = True,
-                     show_progress: bool = True) -> dict:
-    """Train, evaluate on the validation split each epoch, write the checkpoint (kind "classifier"); returns it."""
+                     show_progress: bool = True, encoder: dict | None = None,
+                     train_descriptors: np.ndarray | None = None,
+                     val_descriptors: np.ndarray | None = None) -> dict:
+    """Train, evaluate on the validation split each epoch, write the checkpoint (kind "classifier"); returns it.
+
+    ``encoder``: heads on that Image2Vec's frozen CNN (its widths, not the profile's); ``train_descriptors`` /
+    ``val_descriptors``: its descriptors of the photos, (views, N, D), when the caller has them cached."""
     prof = PROFILES[profile] if isinstance(profile, str) else profile
     if MAIN_HEAD not in label_names or MAIN_HEAD not in train_targets:
         raise ValueError(f"the {MAIN_HEAD!r} (articleType) head is required")
@@ -102,17 +115,32 @@ def train_classifier(train_images: np.ndarray, train_titles: list[str], train_ta
     rng = np.random.default_rng(prof.seed)
     subset = np.sort(rng.permutation(len(train_images))[:n_train])
     vocab = Vocab.build([train_titles[i] for i in subset], "words", min_count=prof.min_word_count) if use_text else None
+    shape = dict(widths=prof.widths, blocks=prof.blocks, stem_stride=prof.stem_stride)
+    if encoder is not None:
+        shape = {k: encoder["config"][k] for k in ("widths", "blocks", "stem_stride")}
+        shape["widths"] = tuple(shape["widths"])
     config = ClassifierConfig(label_names={h: list(label_names[h]) for h in heads}, use_text=use_text,
-                              vocab=vocab.to_dict() if vocab else None, widths=prof.widths,
-                              blocks=prof.blocks, stem_stride=prof.stem_stride)
+                              vocab=vocab.to_dict() if vocab else None,
+                              frozen_encoder=encoder["version"] if encoder is not None else "", **shape)
     model = FusedClassifier(config).to(dev).to(memory_format=torch.channels_last)
-
-    images = torch.from_numpy(np.ascontiguousarray(train_images[subset])).to(dev)
+    descriptors = None
+    if encoder is not None:
+        copy_backbone(model.features, encoder)
+        if train_descriptors is None:
+            train_descriptors = describe_array(model, train_images, dev, views=2)
+        if val_descriptors is None:
+            val_descriptors = describe_array(model, val_images, dev, views=1)
+        descriptors = torch.from_numpy(np.ascontiguousarray(np.asarray(train_descriptors)[:, subset])).to(dev)
+        val_descriptors = np.asarray(val_descriptors)[0]
+        images = None
+    else:
+        images = torch.from_numpy(np.ascontiguousarray(train_images[subset])).to(dev)
     targets = {h: torch.from_numpy(np.asarray(train_targets[h])[subset].astype(np.int64)).to(dev) for h in heads}
     tokens = model.encode_titles([train_titles[i] for i in subset], n_train).to(dev) if use_text else None
 
     steps_per_epoch = max(1, n_train // prof.batch_size)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=prof.lr, weight_decay=prof.weight_decay)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=prof.lr,
+                                  weight_decay=prof.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=prof.lr,
                                                     total_steps=prof.epochs * steps_per_epoch, pct_start=0.15)
     signature = {"profile": asdict(prof), "config": config.to_dict(), "n_train": n_train}
@@ -141,7 +169,11 @@ def train_classifier(train_images: np.ndarray, train_titles: list[str], train_ta
         loss_sum = 0.0
         for step in bar:
             idx = order[step * prof.batch_size : (step + 1) * prof.batch_size]
-            x = augment_images(to_float_images(images[idx]), gen).contiguous(memory_format=torch.channels_last)
+            if descriptors is not None:  # one of the two views (the photo, its mirror image) of each item
+                view = torch.randint(0, descriptors.shape[0], (len(idx),), generator=gen).to(dev)
+                x = descriptors[view, idx].float()
+            else:
+                x = augment_images(to_float_images(images[idx]), gen).contiguous(memory_format=torch.channels_last)
             tok, present = None, None
             if use_text:
                 tok = tokens[idx]
@@ -149,7 +181,7 @@ def train_classifier(train_images: np.ndarray, train_titles: list[str], train_ta
                 tok = torch.where(drop, torch.full_like(tok, UNK), tok)
                 present = (torch.rand(len(idx), generator=gen).to(dev) >= prof.title_dropout) & (tok != PAD).any(1)
             with autocast:
-                fused, cam = model(x, tok, present)
+                fused, cam = model.from_pooled(x, tok, present) if descriptors is not None else model(x, tok, present)
                 loss = sum(weights[h] * (F.cross_entropy(fused[h].float(), targets[h][idx], ignore_index=-1,
                                                          label_smoothing=prof.label_smoothing)
                                          + prof.cam_weight * F.cross_entropy(cam[h].float(), targets[h][idx],
@@ -163,7 +195,7 @@ def train_classifier(train_images: np.ndarray, train_titles: list[str], train_ta
             loss_sum += loss.item()
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{loss.item():.3f}")
-        metrics = evaluate_classifier(model, val_images, val_titles, val_targets)
+        metrics = evaluate_classifier(model, val_images, val_titles, val_targets, descriptors=val_descriptors)
         history.append({"epoch": epoch + 1, "loss": loss_sum / steps_per_epoch, "seconds": timer.seconds, **metrics})
         if prof.keep_best:
             best.update(model, metrics, epoch + 1)
@@ -195,12 +227,28 @@ def _accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
 
 @torch.no_grad()
 def evaluate_classifier(model: FusedClassifier, images: np.ndarray, titles: list[str] | None,
-                        targets: dict[str, np.ndarray], batch_size: int = 512) -> dict[str, float]:
+                        targets: dict[str, np.ndarray], batch_size: int = 512,
+                        descriptors: np.ndarray | None = None) -> dict[str, float]:
     """Accuracy of every head (``val_accuracy`` is articleType), with titles and, for the fused model, without.
 
     ``val_cam_accuracy`` is the articleType accuracy of the linear CAM head on the image alone.
     """
     metrics: dict[str, float] = {}
+    if descriptors is not None:
+        model.eval()
+        pooled = torch.from_numpy(np.asarray(descriptors, np.float32))
+        probs = predict(model, None, titles, batch_size, descriptors=descriptors)
+        for h in model.head_names:
+            if h in targets:
+                key = "val_accuracy" if h == MAIN_HEAD else f"val_{h}_accuracy"
+                metrics[key] = _accuracy(probs[h], np.asarray(targets[h]))
+        labels = np.asarray(targets[MAIN_HEAD])
+        if model.config.use_text:
+            blind = predict(model, None, None, batch_size, descriptors=descriptors)[MAIN_HEAD]
+            metrics["val_accuracy_no_title"] = _accuracy(blind, labels)
+        cam = model.cam_heads[MAIN_HEAD](pooled[:, model.cam_slice].to(next(model.parameters()).device))
+        metrics["val_cam_accuracy"] = _accuracy(cam.float().cpu().numpy(), labels)
+        return metrics
     probs = predict(model, images, titles, batch_size)
     for h in model.head_names:
         if h in targets:

@@ -85,6 +85,8 @@ PROFILES = {
     # The profile the targets are measured on: a few minutes on one GPU.
     "full": TextProfile("full", epochs=30, batch_size=512, lr=2e-3, embed_dim=384, word_dim=192, hidden=384,
                         head_hidden=1024, augment=True, tower="finetune"),
+    # What `make train` uses without a GPU: the frozen Image2Vec's cached descriptors, a wider text side.
+    "cpu": TextProfile("cpu", epochs=10, batch_size=256, word_dim=128, hidden=256),
     # For tests: a few seconds.
     "tiny": TextProfile("tiny", epochs=2, batch_size=16, embed_dim=32, word_dim=16, hidden=16, head_hidden=32,
                         n_buckets=64, min_count=1),
@@ -204,11 +206,13 @@ def train_text(train_images: np.ndarray, train_titles: list[str], train_labels: 
                val_titles: list[str], val_labels: np.ndarray, encoder_payload: dict, out_path, *,
                extra_gallery_images: np.ndarray | None = None, extra_gallery_labels: np.ndarray | None = None,
                profile: str | TextProfile = "quick", device: str | None = None, resume: bool = True,
-               show_progress: bool = True) -> dict:
+               show_progress: bool = True, gallery_descriptors: np.ndarray | None = None) -> dict:
     """Train title <-> photo alignment, evaluate on the validation titles each epoch, write the checkpoint.
 
     Validation queries are searched among train + val + ``extra_gallery_images`` (pass the test split
-    to measure against the whole catalog, as the targets are stated).
+    to measure against the whole catalog, as the targets are stated). ``gallery_descriptors``: the frozen
+    encoder's descriptors of those photos in that order (the caller's cache), for the joint space's frozen
+    tower: then no photo is embedded here.
     """
     prof = PROFILES[profile] if isinstance(profile, str) else profile
     if prof.space not in ("joint", "image2vec"):
@@ -249,9 +253,14 @@ def train_text(train_images: np.ndarray, train_titles: list[str], train_labels: 
     if finetune:  # the photo side changes with training: embedded again after each epoch
         train_inputs = gallery_inputs = None
     else:  # the frozen image side is computed once for every photo: training inputs and the validation gallery
-        if show_progress:
-            tqdm.write(f"text: embedding {sum(map(len, gallery_photos))} photos with {encoder_version}")
-        gallery_inputs = torch.cat([image_inputs(encoder, p, prof.space, dev) for p in gallery_photos])
+        if gallery_descriptors is not None and prof.space == "joint":
+            gallery_inputs = torch.from_numpy(np.ascontiguousarray(gallery_descriptors)).to(dev)
+            if len(gallery_inputs) != sum(map(len, gallery_photos)):
+                raise ValueError(f"{len(gallery_inputs)} descriptors for {sum(map(len, gallery_photos))} photos")
+        else:
+            if show_progress:
+                tqdm.write(f"text: embedding {sum(map(len, gallery_photos))} photos with {encoder_version}")
+            gallery_inputs = torch.cat([image_inputs(encoder, p, prof.space, dev) for p in gallery_photos])
         train_inputs = gallery_inputs[torch.from_numpy(subset).to(dev)]
     gallery_labels = np.concatenate([np.asarray(train_labels), np.asarray(val_labels)] +
                                     ([np.asarray(extra_gallery_labels)] if extra_gallery_labels is not None else []))

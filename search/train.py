@@ -117,6 +117,21 @@ def training_pool(drawings: Path | None, artifacts_dir: Path, class_names: list[
     return (sketches, labels) if len(sketches) else None
 
 
+def frozen_encoder(role: str, data: Dataset, artifacts_dir: Path):
+    """The trained Image2Vec a head model reads, and its descriptors of the train photos (and their mirror
+    images) and of the val photos, from the cache when this encoder has described this catalog before."""
+    from models.checkpoint import load_checkpoint
+    from search.features import catalog_descriptors
+
+    path = artifacts_dir / "models" / MODEL_FILES["encoder"]
+    if not path.is_file():
+        raise RuntimeError(f"the {role} model reads Image2Vec's frozen CNN: train the encoder first")
+    encoder = load_checkpoint(path, "encoder")
+    cache = artifacts_dir / "cache"
+    return (encoder, catalog_descriptors(encoder, data.train.images, cache, views=2),
+            catalog_descriptors(encoder, data.val.images, cache, views=1))
+
+
 def train_role(role: str, data: Dataset, artifacts_dir: Path, *, profile: str, device: str | None,
                resume: bool = True, overrides: dict | None = None, drawings: Path | None = None) -> dict:
     profile = profile_name(profile, device)
@@ -157,29 +172,33 @@ def train_role(role: str, data: Dataset, artifacts_dir: Path, *, profile: str, d
         return train_sketch2image(photos, variants, val_photos, sketches_of(val_photos, seed=99), out,
                                   profile=prof, device=device, resume=resume)
     if role == "text":
-        from models.checkpoint import load_checkpoint
         from models.train_text import PROFILES, train_text
+        from search.features import catalog_descriptors
 
-        encoder = models_dir / MODEL_FILES["encoder"]
-        if not encoder.is_file():
-            raise RuntimeError("the text model is trained against Image2Vec: train the encoder first")
+        encoder, train_desc, val_desc = frozen_encoder(role, data, artifacts_dir)
+        test_desc = catalog_descriptors(encoder, data.test.images, artifacts_dir / "cache", views=1)
         return train_text(data.train.images, data.train.titles, data.train.labels, data.val.images, data.val.titles,
-                          data.val.labels, load_checkpoint(encoder, "encoder"), out,
+                          data.val.labels, encoder, out,
                           extra_gallery_images=data.test.images, extra_gallery_labels=data.test.labels,
-                          profile=resolve_profile(PROFILES, profile, overrides), device=device, resume=resume)
+                          profile=resolve_profile(PROFILES, profile, overrides), device=device, resume=resume,
+                          gallery_descriptors=np.concatenate([train_desc[0], val_desc[0], test_desc[0]]))
     if role in ("classifier", "classifier_image"):
         from models.train_classifier import PROFILES, catalog_targets, train_classifier
 
+        encoder, train_desc, val_desc = frozen_encoder(role, data, artifacts_dir)
         train_targets, names = catalog_targets(data.train.rows)
         val_targets, _ = catalog_targets(data.val.rows, names)
         return train_classifier(data.train.images, data.train.titles, train_targets, data.val.images,
                                 data.val.titles, val_targets, names, out, use_text=role == "classifier",
-                                profile=resolve_profile(PROFILES, profile, overrides), device=device, resume=resume)
+                                profile=resolve_profile(PROFILES, profile, overrides), device=device, resume=resume,
+                                encoder=encoder, train_descriptors=train_desc, val_descriptors=val_desc)
     if role == "captioner":
         from models.train_captioner import PROFILES, train_captioner
 
+        encoder, train_desc, val_desc = frozen_encoder(role, data, artifacts_dir)
         return train_captioner(data.train.images, data.train.titles, data.val.images, data.val.titles, out,
-                               profile=resolve_profile(PROFILES, profile, overrides), device=device, resume=resume)
+                               profile=resolve_profile(PROFILES, profile, overrides), device=device, resume=resume,
+                               encoder=encoder, train_descriptors=train_desc, val_descriptors=val_desc)
     raise ValueError(f"unknown model {role!r}; choose from {', '.join(ROLES)}")
 
 
