@@ -22,7 +22,6 @@ CNN too), so the photo side can learn the detail that titles name.
 from __future__ import annotations
 
 import re
-import unicodedata
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -40,15 +39,10 @@ from models.image_encoder import (  # noqa: F401 - re-exported: the text model's
     descriptor_of,
     frozen_descriptor,
 )
+from models.vocab import normalise_text
 
 PAD, UNK = "<pad>", "<unk>"
 _WORD = re.compile(r"[^\W_]+")
-
-
-def normalise_text(text: str, max_chars: int = 1000) -> str:
-    """Lower-case, accents stripped (NFKD), at most ``max_chars`` characters read."""
-    text = unicodedata.normalize("NFKD", str(text)[:max_chars])
-    return "".join(c for c in text if not unicodedata.combining(c)).lower()
 
 
 class Tokenizer:

@@ -17,14 +17,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from models.captioner import Captioner, CaptionerConfig, bleu4, generate_captions
 from models.checkpoint import save_checkpoint
 from models.image_encoder import copy_backbone, describe_array
+from models.loop import finish, fit
 from models.training import (
-    EpochCheckpointer,
-    Timer,
     augment_images,
     autocast_for,
     pick_device,
@@ -113,63 +111,31 @@ def train_captioner(train_images: np.ndarray, train_titles: list[str], val_image
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=prof.lr,
                                                     total_steps=prof.epochs * steps_per_epoch, pct_start=0.15)
     signature = {"profile": asdict(prof), "config": config.to_dict(), "n_train": n_train}
-    checkpointer = EpochCheckpointer(out_path)
-    history: list[dict] = []
-    start_epoch = 0
-    state = checkpointer.load(signature) if resume else None
-    if state:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch, history = state["epoch"], state["history"]
-    timer = Timer(already=history[-1]["seconds"] if history else 0.0)
-    gen = torch.Generator().manual_seed(prof.seed + start_epoch)
     autocast = autocast_for(dev)
 
-    for epoch in range(start_epoch, prof.epochs):
-        model.train()
-        order = torch.randperm(n_train, generator=gen).to(dev)
-        bar = tqdm(range(steps_per_epoch), desc=f"captioner epoch {epoch + 1}/{prof.epochs}", disable=not show_progress,
-                   unit="batch", dynamic_ncols=True)
-        loss_sum = 0.0
-        for step in bar:
-            idx = order[step * prof.batch_size : (step + 1) * prof.batch_size]
-            if descriptors is not None:
-                x = descriptors[idx].float()
-            else:
-                x = augment_images(to_float_images(images[idx]), gen, flip=False)
-                if dev.type == "cpu":
-                    x = x.contiguous(memory_format=torch.channels_last)
-            tok = tokens[idx]
-            with autocast:
-                logits = model(x, tok[:, :-1], pooled=descriptors is not None)
-                loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), tok[:, 1:].reshape(-1),
-                                       ignore_index=PAD, label_smoothing=prof.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            optimizer.step()
-            scheduler.step()
-            loss_sum += loss.item()
-            if step % 20 == 0:
-                bar.set_postfix(loss=f"{loss.item():.3f}")
-        metrics = evaluate_captioner(model, val_images, val_titles, val_tokens, prof.val_bleu_items,
-                                     descriptors=val_descriptors)
-        history.append({"epoch": epoch + 1, "loss": loss_sum / steps_per_epoch, "seconds": timer.seconds, **metrics})
-        if show_progress:
-            tqdm.write(f"epoch {epoch + 1}: loss {history[-1]['loss']:.3f} " +
-                       " ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
-        checkpointer.save(signature, model=model.state_dict(), optimizer=optimizer.state_dict(),
-                          scheduler=scheduler.state_dict(), epoch=epoch + 1, history=history)
+    def step(idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        if descriptors is not None:
+            x = descriptors[idx].float()
+        else:
+            x = augment_images(to_float_images(images[idx]), gen, flip=False)
+            if dev.type == "cpu":
+                x = x.contiguous(memory_format=torch.channels_last)
+        tok = tokens[idx]
+        with autocast:
+            logits = model(x, tok[:, :-1], pooled=descriptors is not None)
+            return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), tok[:, 1:].reshape(-1),
+                                   ignore_index=PAD, label_smoothing=prof.label_smoothing)
 
-    final = history[-1] if history else {}
+    fitted = fit("captioner", model, optimizer, scheduler, out_path=out_path, signature=signature,
+                 epochs=prof.epochs, n_items=n_train, batch_size=prof.batch_size, seed=prof.seed, step=step,
+                 device=dev, clip_norm=5.0, resume=resume, show_progress=show_progress,
+                 evaluate=lambda: evaluate_captioner(model, val_images, val_titles, val_tokens, prof.val_bleu_items,
+                                                     descriptors=val_descriptors))
     payload = save_checkpoint(
-        out_path, kind="captioner", config=config.to_dict(), model=model.cpu(),
-        metrics={k: v for k, v in final.items() if k.startswith("val_")},
-        train={"profile": asdict(prof), "device": str(dev), "n_train": n_train, "seconds": timer.seconds,
-               "history": history, "threads": torch.get_num_threads()},
+        out_path, kind="captioner", config=config.to_dict(), model=model.cpu(), metrics=fitted.metrics,
+        train=fitted.train_info(profile=asdict(prof), device=str(dev), n_train=n_train),
     )
-    checkpointer.finish()
+    finish(out_path)
     return payload
 
 

@@ -21,15 +21,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from models.checkpoint import save_checkpoint
 from models.classifier import MAIN_HEAD, ClassifierConfig, FusedClassifier, predict
 from models.image_encoder import copy_backbone, describe_array
+from models.loop import finish, fit
 from models.training import (
-    BestEpoch,
-    EpochCheckpointer,
-    Timer,
     augment_images,
     autocast_for,
     pick_device,
@@ -144,79 +141,41 @@ def train_classifier(train_images: np.ndarray, train_titles: list[str], train_ta
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=prof.lr,
                                                     total_steps=prof.epochs * steps_per_epoch, pct_start=0.15)
     signature = {"profile": asdict(prof), "config": config.to_dict(), "n_train": n_train}
-    checkpointer = EpochCheckpointer(out_path)
-    history: list[dict] = []
-    best = BestEpoch("val_accuracy")
-    start_epoch = 0
-    state = checkpointer.load(signature) if resume else None
-    if state:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch, history = state["epoch"], state["history"]
-        best.load(state.get("best"))
-    timer = Timer(already=history[-1]["seconds"] if history else 0.0)
-    gen = torch.Generator().manual_seed(prof.seed + start_epoch)
     autocast = autocast_for(dev)
     weights = {h: (1.0 if h == MAIN_HEAD else prof.extra_weight) for h in heads}
-    kind = "fused" if use_text else "image-only"
 
-    for epoch in range(start_epoch, prof.epochs):
-        model.train()
-        order = torch.randperm(n_train, generator=gen).to(dev)
-        bar = tqdm(range(steps_per_epoch), desc=f"classifier ({kind}) epoch {epoch + 1}/{prof.epochs}",
-                   disable=not show_progress, unit="batch", dynamic_ncols=True)
-        loss_sum = 0.0
-        for step in bar:
-            idx = order[step * prof.batch_size : (step + 1) * prof.batch_size]
-            if descriptors is not None:  # one of the two views (the photo, its mirror image) of each item
-                view = torch.randint(0, descriptors.shape[0], (len(idx),), generator=gen).to(dev)
-                x = descriptors[view, idx].float()
-            else:
-                x = augment_images(to_float_images(images[idx]), gen).contiguous(memory_format=torch.channels_last)
-            tok, present = None, None
-            if use_text:
-                tok = tokens[idx]
-                drop = (torch.rand(tok.shape, generator=gen).to(dev) < prof.word_dropout) & (tok != PAD)
-                tok = torch.where(drop, torch.full_like(tok, UNK), tok)
-                present = (torch.rand(len(idx), generator=gen).to(dev) >= prof.title_dropout) & (tok != PAD).any(1)
-            with autocast:
-                fused, cam = model.from_pooled(x, tok, present) if descriptors is not None else model(x, tok, present)
-                loss = sum(weights[h] * (F.cross_entropy(fused[h].float(), targets[h][idx], ignore_index=-1,
-                                                         label_smoothing=prof.label_smoothing)
-                                         + prof.cam_weight * F.cross_entropy(cam[h].float(), targets[h][idx],
-                                                                             ignore_index=-1,
-                                                                             label_smoothing=prof.label_smoothing))
-                           for h in heads)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            loss_sum += loss.item()
-            if step % 20 == 0:
-                bar.set_postfix(loss=f"{loss.item():.3f}")
-        metrics = evaluate_classifier(model, val_images, val_titles, val_targets, descriptors=val_descriptors)
-        history.append({"epoch": epoch + 1, "loss": loss_sum / steps_per_epoch, "seconds": timer.seconds, **metrics})
-        if prof.keep_best:
-            best.update(model, metrics, epoch + 1)
-        if show_progress:
-            tqdm.write(f"epoch {epoch + 1}: loss {history[-1]['loss']:.3f} " +
-                       " ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
-        checkpointer.save(signature, model=model.state_dict(), optimizer=optimizer.state_dict(),
-                          scheduler=scheduler.state_dict(), epoch=epoch + 1, history=history, best=best.to_dict())
+    def step(idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        if descriptors is not None:  # one of the two views (the photo, its mirror image) of each item
+            view = torch.randint(0, descriptors.shape[0], (len(idx),), generator=gen).to(dev)
+            x = descriptors[view, idx].float()
+        else:
+            x = augment_images(to_float_images(images[idx]), gen).contiguous(memory_format=torch.channels_last)
+        tok, present = None, None
+        if use_text:
+            tok = tokens[idx]
+            drop = (torch.rand(tok.shape, generator=gen).to(dev) < prof.word_dropout) & (tok != PAD)
+            tok = torch.where(drop, torch.full_like(tok, UNK), tok)
+            present = (torch.rand(len(idx), generator=gen).to(dev) >= prof.title_dropout) & (tok != PAD).any(1)
+        with autocast:
+            fused, cam = model.from_pooled(x, tok, present) if descriptors is not None else model(x, tok, present)
+            return sum(weights[h] * (F.cross_entropy(fused[h].float(), targets[h][idx], ignore_index=-1,
+                                                     label_smoothing=prof.label_smoothing)
+                                     + prof.cam_weight * F.cross_entropy(cam[h].float(), targets[h][idx],
+                                                                         ignore_index=-1,
+                                                                         label_smoothing=prof.label_smoothing))
+                       for h in heads)
 
-    final = history[-1] if history else {}
-    if prof.keep_best and best.state is not None:
-        model.load_state_dict(best.state)
-        final = history[best.epoch - 1]
+    fitted = fit(f"classifier ({'fused' if use_text else 'image-only'})", model, optimizer, scheduler,
+                 out_path=out_path, signature=signature, epochs=prof.epochs, n_items=n_train,
+                 batch_size=prof.batch_size, seed=prof.seed, step=step, device=dev,
+                 evaluate=lambda: evaluate_classifier(model, val_images, val_titles, val_targets,
+                                                      descriptors=val_descriptors),
+                 best_key="val_accuracy" if prof.keep_best else None, resume=resume, show_progress=show_progress)
     payload = save_checkpoint(
-        out_path, kind="classifier", config=config.to_dict(), model=model.cpu(),
-        metrics={k: v for k, v in final.items() if k.startswith("val_")},
-        train={"profile": asdict(prof), "device": str(dev), "n_train": n_train, "seconds": timer.seconds,
-               "history": history, "threads": torch.get_num_threads(),
-               "kept_epoch": best.epoch if prof.keep_best and best.state is not None else len(history)},
+        out_path, kind="classifier", config=config.to_dict(), model=model.cpu(), metrics=fitted.metrics,
+        train=fitted.train_info(profile=asdict(prof), device=str(dev), n_train=n_train),
     )
-    checkpointer.finish()
+    finish(out_path)
     return payload
 
 

@@ -19,10 +19,9 @@ from tqdm import tqdm
 
 from models.checkpoint import save_checkpoint
 from models.image_encoder import EncoderConfig, ImageEncoder
+from models.loop import finish, fit
+from models.metrics import precision_at_k
 from models.training import (
-    BestEpoch,
-    EpochCheckpointer,
-    Timer,
     augment_images,
     autocast_for,
     cpu_has_bf16,
@@ -146,26 +145,6 @@ def embed_array(model: ImageEncoder, images: np.ndarray | torch.Tensor, device: 
     return torch.cat(out).numpy() if out else np.zeros((0, model.config.embed_dim), np.float32)
 
 
-def precision_at_k(query_vecs: np.ndarray, query_labels: np.ndarray, gallery_vecs: np.ndarray,
-                   gallery_labels: np.ndarray, k: int = 5, exclude_self: bool = True) -> float:
-    """Mean fraction of the k nearest gallery items (cosine) that share the query's label."""
-    if len(query_vecs) == 0:
-        return float("nan")
-    q = torch.from_numpy(np.ascontiguousarray(query_vecs))
-    g = torch.from_numpy(np.ascontiguousarray(gallery_vecs))
-    gl = torch.from_numpy(gallery_labels)
-    ql = torch.from_numpy(query_labels)
-    hits = 0.0
-    for start in range(0, len(q), 1024):
-        sims = q[start : start + 1024] @ g.t()
-        if exclude_self:
-            rows = torch.arange(sims.shape[0])
-            sims[rows, rows + start] = -float("inf")
-        top = sims.topk(k, dim=1).indices
-        hits += (gl[top] == ql[start : start + 1024, None]).float().mean(dim=1).sum().item()
-    return hits / len(q)
-
-
 def train_encoder(train_images: np.ndarray, train_labels: np.ndarray, val_images: np.ndarray,
                   val_labels: np.ndarray, class_names: list[str], out_path, *, profile: str | EncoderProfile = "quick",
                   device: str | None = None, train_sketches: np.ndarray | None = None,
@@ -210,74 +189,40 @@ def train_encoder(train_images: np.ndarray, train_labels: np.ndarray, val_images
                                                     pct_start=0.15)
     signature = {"profile": asdict(prof), "config": config.to_dict(), "n_train": n_train,
                  "n_pool": 0 if pool_sketches is None else len(pool_sketches)}
-    checkpointer = EpochCheckpointer(out_path)
-    history: list[dict] = []
-    best = BestEpoch("val_p_at_5")
-    start_epoch = 0
-    state = checkpointer.load(signature) if resume else None
-    if state:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch, history = state["epoch"], state["history"]
-        best.load(state.get("best"))
-    timer = Timer(already=history[-1]["seconds"] if history else 0.0)
-    gen = torch.Generator().manual_seed(prof.seed + start_epoch)
     autocast = autocast_for(dev)
 
-    for epoch in range(start_epoch, prof.epochs):
-        model.train()
-        order = torch.randperm(n_train, generator=gen).to(dev)
-        bar = tqdm(range(steps_per_epoch), desc=f"encoder epoch {epoch + 1}/{prof.epochs}", disable=not show_progress,
-                   unit="batch", dynamic_ncols=True)
-        loss_sum = 0.0
-        for step in bar:
-            idx = order[step * prof.batch_size : (step + 1) * prof.batch_size]
-            x, y = to_float_images(images[idx]), labels[idx]
-            drawn = torch.zeros(len(idx), dtype=torch.bool, device=dev)
-            if sketches is not None:
-                drawn = torch.rand(len(idx), generator=gen).to(dev) < prof.sketch_fraction
-                if drawn.any():
-                    variant = torch.randint(0, sketches.shape[0], (len(idx),), generator=gen).to(dev)
-                    x[drawn] = sketch_batch(sketches[variant[drawn], idx[drawn]], gen)
-            if pool_sketches is not None:
-                human = torch.rand(len(idx), generator=gen).to(dev) < prof.pool_fraction
-                if human.any():
-                    pick = torch.randint(0, len(pool_sketches), (int(human.sum()),), generator=gen).to(dev)
-                    x[human] = sketch_batch(pool_sketches[pick], gen)
-                    y = y.clone()
-                    y[human] = pool_labels[pick]
-                    drawn = drawn | human
-            if prof.distort_fraction > 0 and drawn.any():
-                bend = drawn & (torch.rand(len(idx), generator=gen).to(dev) < prof.distort_fraction)
-                if bend.any():
-                    x[bend] = distort_sketches(x[bend], gen)
-            x = augment_images(x, gen).contiguous(memory_format=torch.channels_last)
-            with autocast:
-                emb = model.embed(x)
-                logits = model.logits(emb.float(), y)
-                loss = F.cross_entropy(logits, y, label_smoothing=prof.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            loss_sum += loss.item()
-            if step % 20 == 0:
-                bar.set_postfix(loss=f"{loss.item():.3f}")
-        metrics = evaluate_encoder(model, val_images, val_labels, dev, val_sketches)
-        history.append({"epoch": epoch + 1, "loss": loss_sum / steps_per_epoch, "seconds": timer.seconds, **metrics})
-        if prof.keep_best:
-            best.update(model, metrics, epoch + 1)
-        if show_progress:
-            tqdm.write(f"epoch {epoch + 1}: loss {history[-1]['loss']:.3f} " +
-                       " ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
-        checkpointer.save(signature, model=model.state_dict(), optimizer=optimizer.state_dict(),
-                          scheduler=scheduler.state_dict(), epoch=epoch + 1, history=history, best=best.to_dict())
+    def step(idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """A batch of photos, some shown as one of their sketches, some replaced by people's drawings."""
+        x, y = to_float_images(images[idx]), labels[idx]
+        drawn = torch.zeros(len(idx), dtype=torch.bool, device=dev)
+        if sketches is not None:
+            drawn = torch.rand(len(idx), generator=gen).to(dev) < prof.sketch_fraction
+            if drawn.any():
+                variant = torch.randint(0, sketches.shape[0], (len(idx),), generator=gen).to(dev)
+                x[drawn] = sketch_batch(sketches[variant[drawn], idx[drawn]], gen)
+        if pool_sketches is not None:
+            human = torch.rand(len(idx), generator=gen).to(dev) < prof.pool_fraction
+            if human.any():
+                pick = torch.randint(0, len(pool_sketches), (int(human.sum()),), generator=gen).to(dev)
+                x[human] = sketch_batch(pool_sketches[pick], gen)
+                y = y.clone()
+                y[human] = pool_labels[pick]
+                drawn = drawn | human
+        if prof.distort_fraction > 0 and drawn.any():
+            bend = drawn & (torch.rand(len(idx), generator=gen).to(dev) < prof.distort_fraction)
+            if bend.any():
+                x[bend] = distort_sketches(x[bend], gen)
+        x = augment_images(x, gen).contiguous(memory_format=torch.channels_last)
+        with autocast:
+            emb = model.embed(x)
+            logits = model.logits(emb.float(), y)
+            return F.cross_entropy(logits, y, label_smoothing=prof.label_smoothing)
 
-    final = dict(history[-1]) if history else {}
-    if prof.keep_best and best.state is not None:
-        model.load_state_dict(best.state)
-        final = dict(history[best.epoch - 1])
+    fitted = fit("encoder", model, optimizer, scheduler, out_path=out_path, signature=signature, epochs=prof.epochs,
+                 n_items=n_train, batch_size=prof.batch_size, seed=prof.seed, step=step, device=dev,
+                 evaluate=lambda: evaluate_encoder(model, val_images, val_labels, dev, val_sketches),
+                 best_key="val_p_at_5" if prof.keep_best else None, resume=resume, show_progress=show_progress)
+    final = dict(fitted.metrics)
     if gallery is not None:
         final.update(catalog_metrics(model, val_images, val_labels, gallery, dev, val_sketches))
         if show_progress:
@@ -285,12 +230,10 @@ def train_encoder(train_images: np.ndarray, train_labels: np.ndarray, val_images
     payload = save_checkpoint(
         out_path, kind="encoder", config=config.to_dict(), model=model.cpu(),
         metrics={k: v for k, v in final.items() if k.startswith("val_")},
-        train={"profile": asdict(prof), "device": str(dev), "n_train": n_train, "seconds": timer.seconds,
-               "n_pool": signature["n_pool"], "bf16": dev.type == "cuda" or cpu_has_bf16(),
-               "history": history, "threads": torch.get_num_threads(),
-               "kept_epoch": best.epoch if prof.keep_best and best.state is not None else len(history)},
+        train=fitted.train_info(profile=asdict(prof), device=str(dev), n_train=n_train, n_pool=signature["n_pool"],
+                                bf16=dev.type == "cuda" or cpu_has_bf16()),
     )
-    checkpointer.finish()
+    finish(out_path)
     return payload
 
 
@@ -302,11 +245,11 @@ def evaluate_encoder(model: ImageEncoder, images: np.ndarray, labels: np.ndarray
         logits = model.logits(torch.from_numpy(vecs).to(device)).cpu()
     metrics = {
         "val_accuracy": float((logits.argmax(1).numpy() == labels).mean()) if len(labels) else float("nan"),
-        "val_p_at_5": precision_at_k(vecs, labels, vecs, labels, k=5),
+        "val_p_at_5": precision_at_k(vecs, labels, vecs, labels, k=5, exclude_self=True),
     }
     if sketches is not None:
         svecs = embed_array(model, sketches, device, grayscale=True)
-        metrics["val_sketch_p_at_5"] = precision_at_k(svecs, labels, vecs, labels, k=5)
+        metrics["val_sketch_p_at_5"] = precision_at_k(svecs, labels, vecs, labels, k=5, exclude_self=True)
     return metrics
 
 
@@ -318,10 +261,10 @@ def catalog_metrics(model: ImageEncoder, val_images: np.ndarray, val_labels: np.
     qv = embed_array(model, val_images, device)
     gv = np.concatenate([qv, embed_array(model, gallery[0], device)])
     gl = np.concatenate([labels, np.asarray(gallery[1], dtype=np.int64)])
-    out = {f"val_catalog_p_at_{k}": precision_at_k(qv, labels, gv, gl, k=k) for k in (5, 10)}
+    out = {f"val_catalog_p_at_{k}": precision_at_k(qv, labels, gv, gl, k=k, exclude_self=True) for k in (5, 10)}
     if val_sketches is not None:
         sv = embed_array(model, val_sketches, device, grayscale=True)
-        out["val_catalog_sketch_p_at_5"] = precision_at_k(sv, labels, gv, gl, k=5)
+        out["val_catalog_sketch_p_at_5"] = precision_at_k(sv, labels, gv, gl, k=5, exclude_self=True)
     return out
 
 

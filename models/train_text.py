@@ -30,6 +30,8 @@ from tqdm import tqdm
 
 from models.checkpoint import CheckpointError, save_checkpoint
 from models.image_encoder import ImageEncoder
+from models.loop import finish, fit
+from models.metrics import precision_at_k, recall_at_k
 from models.text import (
     HeadConfig,
     TextConfig,
@@ -41,7 +43,6 @@ from models.text import (
 )
 from models.train_encoder import load_encoder
 from models.training import (
-    EpochCheckpointer,
     Timer,
     augment_images,
     autocast_for,
@@ -137,23 +138,8 @@ def retrieval_metrics_from_vectors(query_vecs: np.ndarray, query_item_index: np.
                                    query_labels: np.ndarray, gallery_labels: np.ndarray) -> dict[str, float]:
     """R@10: the query's own item (``gallery[query_item_index[i]]``) is among the 10 nearest;
     P@5: mean fraction of the 5 nearest gallery items sharing the query's label."""
-    if len(query_vecs) == 0:
-        return {"r_at_10": float("nan"), "p_at_5": float("nan")}
-    q = torch.from_numpy(np.ascontiguousarray(query_vecs, dtype=np.float32))
-    g = torch.from_numpy(np.ascontiguousarray(gallery_vecs, dtype=np.float32))
-    own = torch.as_tensor(np.asarray(query_item_index, dtype=np.int64))
-    ql = torch.as_tensor(np.asarray(query_labels, dtype=np.int64))
-    gl = torch.as_tensor(np.asarray(gallery_labels, dtype=np.int64))
-    hits10, prec5 = 0.0, 0.0
-    for start in range(0, len(q), 512):
-        sims = q[start : start + 512] @ g.t()
-        rows = torch.arange(sims.shape[0])
-        own_score = sims[rows, own[start : start + 512]]
-        rank = (sims > own_score[:, None]).sum(1)
-        hits10 += (rank < 10).float().sum().item()
-        top = sims.topk(min(5, sims.shape[1]), dim=1).indices
-        prec5 += (gl[top] == ql[start : start + 512, None]).float().mean(1).sum().item()
-    return {"r_at_10": hits10 / len(q), "p_at_5": prec5 / len(q)}
+    return {"r_at_10": recall_at_k(query_vecs, query_item_index, gallery_vecs, k=10),
+            "p_at_5": precision_at_k(query_vecs, query_labels, gallery_vecs, gallery_labels, k=5)}
 
 
 def text_retrieval_metrics(model: TextSearchModel, query_titles: list[str], query_item_index: np.ndarray,
@@ -283,75 +269,47 @@ def train_text(train_images: np.ndarray, train_titles: list[str], train_labels: 
                  "head": head_config.to_dict() if head_config else None, "encoder_version": encoder_version,
                  "n_train": n_train,
                  "tokenizer": hashlib.sha1(json.dumps(tokenizer.to_dict()).encode()).hexdigest()[:12]}
-    checkpointer = EpochCheckpointer(out_path)
-    history: list[dict] = []
-    start_epoch = 0
-    state = checkpointer.load(signature) if resume else None
-    if state:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch, history = state["epoch"], state["history"]
-    timer = Timer(already=history[-1]["seconds"] if history else embed_seconds)
-    gen = torch.Generator().manual_seed(prof.seed + start_epoch)
 
-    for epoch in range(start_epoch, prof.epochs):
-        model.train()
-        order = torch.randperm(n_train, generator=gen).to(dev)
-        bar = tqdm(range(steps_per_epoch), desc=f"text epoch {epoch + 1}/{prof.epochs}", disable=not show_progress,
-                   unit="batch", dynamic_ncols=True)
-        loss_sum = 0.0
-        for step in bar:
-            idx = order[step * prof.batch_size : (step + 1) * prof.batch_size]
-            if finetune:
-                x = augment_images(to_float_images(train_pixels[idx]), gen) if prof.augment \
-                    else to_float_images(train_pixels[idx])
-                with autocast_for(dev):
-                    inputs = descriptor_of(model.tower, x.contiguous(memory_format=torch.channels_last))
-            elif train_pixels is not None:
-                inputs = image_inputs(encoder, train_pixels[idx], prof.space, dev, batch_size=len(idx),
-                                      augment_generator=gen)
-            else:
-                inputs = train_inputs[idx]
-            length = int(tok_lengths[idx].max())
+    def step(idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        if finetune:
+            x = augment_images(to_float_images(train_pixels[idx]), gen) if prof.augment \
+                else to_float_images(train_pixels[idx])
             with autocast_for(dev):
-                text_vecs = model.text(tok_ids[idx, :length], tok_grams[idx, :length], tok_lengths[idx])
-                image_vecs = model.image_head(inputs) if model.image_head is not None else inputs.float()
-                same = title_ids[idx, None] == title_ids[None, idx]
-                loss = contrastive_loss(text_vecs, image_vecs, same, model.scale, prof.loss, prof.margin)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            loss_sum += loss.item()
-            if step % 20 == 0:
-                bar.set_postfix(loss=f"{loss.item():.3f}")
+                inputs = descriptor_of(model.tower, x.contiguous(memory_format=torch.channels_last))
+        elif train_pixels is not None:
+            inputs = image_inputs(encoder, train_pixels[idx], prof.space, dev, batch_size=len(idx),
+                                  augment_generator=gen)
+        else:
+            inputs = train_inputs[idx]
+        length = int(tok_lengths[idx].max())
+        with autocast_for(dev):
+            text_vecs = model.text(tok_ids[idx, :length], tok_grams[idx, :length], tok_lengths[idx])
+            image_vecs = model.image_head(inputs) if model.image_head is not None else inputs.float()
+            same = title_ids[idx, None] == title_ids[None, idx]
+            return contrastive_loss(text_vecs, image_vecs, same, model.scale, prof.loss, prof.margin)
+
+    def evaluate() -> dict[str, float]:
         gallery_vecs = (torch.cat([_embed_photos(model, p, dev) for p in gallery_photos]) if finetune
                         else _embed_inputs(model, gallery_inputs))
         metrics = retrieval_metrics_from_vectors(
             _embed_text(model, tokenizer, list(val_titles), dev).cpu().numpy(), val_item_index,
             gallery_vecs.float().cpu().numpy(), np.asarray(val_labels), gallery_labels)
-        metrics = {f"val_{k}": v for k, v in metrics.items()}
-        history.append({"epoch": epoch + 1, "loss": loss_sum / steps_per_epoch, "seconds": timer.seconds,
-                        "temperature": float(1.0 / model.scale.item()), **metrics})
-        if show_progress:
-            tqdm.write(f"epoch {epoch + 1}: loss {history[-1]['loss']:.3f} " +
-                       " ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
-        checkpointer.save(signature, model=model.state_dict(), optimizer=optimizer.state_dict(),
-                          scheduler=scheduler.state_dict(), epoch=epoch + 1, history=history)
+        return {"temperature": float(1.0 / model.scale.item()), **{f"val_{k}": v for k, v in metrics.items()}}
 
-    final = history[-1] if history else {}
+    fitted = fit("text", model, optimizer, scheduler, out_path=out_path, signature=signature, epochs=prof.epochs,
+                 n_items=n_train, batch_size=prof.batch_size, seed=prof.seed, step=step, evaluate=evaluate,
+                 device=dev, resume=resume, show_progress=show_progress, already_seconds=embed_seconds)
+
     config = {"space": prof.space, "text": text_config.to_dict(),
               "head": head_config.to_dict() if head_config else None, "tokenizer": tokenizer.to_dict(),
               "encoder_version": encoder_version, "tower": tower_config}
     payload = save_checkpoint(
         out_path, kind="text", config=config, model=model.cpu(),
-        metrics={k: v for k, v in final.items() if k.startswith("val_")} | {"gallery_size": len(gallery_labels)},
-        train={"profile": asdict(prof), "device": str(dev), "n_train": n_train, "seconds": timer.seconds,
-               "embed_seconds": embed_seconds, "history": history, "threads": torch.get_num_threads()},
+        metrics=fitted.metrics | {"gallery_size": len(gallery_labels)},
+        train=fitted.train_info(profile=asdict(prof), device=str(dev), n_train=n_train, embed_seconds=embed_seconds),
         extra={"encoder_version": encoder_version},
     )
-    checkpointer.finish()
+    finish(out_path)
     return payload
 
 

@@ -12,14 +12,24 @@ Two splitting modes:
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported where tensors are made: search.lexical reads normalise_text without it
+    import torch
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 SPECIALS = ["<pad>", "<unk>", "<bos>", "<eos>"]
 _WORD = re.compile(r"[a-z0-9]+")
+
+
+def normalise_text(text: str | None, max_chars: int = 1000) -> str:
+    """The one text normaliser of titles and queries: lower-case, accents stripped (NFKD: "Café" -> "cafe"),
+    at most ``max_chars`` characters read."""
+    text = unicodedata.normalize("NFKD", str(text or "")[:max_chars])
+    return "".join(c for c in text if not unicodedata.combining(c)).lower()
 
 
 class Vocab:
@@ -60,6 +70,8 @@ class Vocab:
     def encode_batch(self, texts: list[str | None], max_len: int, *, bos: bool = False,
                      eos: bool = False) -> torch.Tensor:
         """(N, max_len) int64, right-padded with PAD."""
+        import torch
+
         out = torch.full((len(texts), max_len), PAD, dtype=torch.long)
         for i, text in enumerate(texts):
             ids = self.encode(text, max_len, bos=bos, eos=eos)
@@ -81,5 +93,5 @@ class Vocab:
 
 def split_text(text: str, mode: str) -> list[str]:
     if mode == "words":
-        return _WORD.findall(text.lower())
+        return _WORD.findall(normalise_text(text))
     return text.split()

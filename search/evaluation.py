@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from models.metrics import share_of_hits
 from search import rerank
 from search.index import VectorStore, recall_at_k
 
@@ -34,7 +35,7 @@ def precision_at_ks(store: VectorStore, query_vectors: np.ndarray, query_labels:
         ids = [h for h, _ in hits][:max_k]
         for k in ks:
             top = ids[:k]
-            sums[k] += sum(gallery_labels[h] == query_labels[i] for h in top) / k
+            sums[k] += share_of_hits([gallery_labels[h] for h in top], query_labels[i], k)
     n = max(len(query_vectors), 1)
     return {f"p_at_{k}": sums[k] / n for k in ks}
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import CountVectorizer
 
+from models.vocab import normalise_text
 from search.index import VectorStore
 
 DIRECTORY = "titles"
@@ -44,9 +44,8 @@ def _fold(word: str) -> str:
 
 
 def _plain(text: str) -> str:
-    """Lower case, accents removed."""
-    text = unicodedata.normalize("NFKD", (text or "").lower())
-    return "".join(c for c in text if not unicodedata.combining(c))
+    """Lower case, accents removed: the models' own normaliser, so a title matches as the text model reads it."""
+    return normalise_text(text, max_chars=10_000)
 
 
 def analyse(text: str) -> list[str]:

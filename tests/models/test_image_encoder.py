@@ -3,7 +3,8 @@ import torch
 
 from models.checkpoint import load_checkpoint
 from models.image_encoder import EncoderConfig, ImageEncoder
-from models.train_encoder import load_encoder, precision_at_k, train_encoder
+from models.metrics import precision_at_k, recall_at_k
+from models.train_encoder import load_encoder, train_encoder
 
 
 def test_shapes_and_normalisation():
@@ -19,7 +20,10 @@ def test_shapes_and_normalisation():
 def test_precision_at_k_excludes_self():
     vecs = np.eye(4, dtype=np.float32)[[0, 0, 1, 1]]
     labels = np.array([0, 0, 1, 1])
-    assert precision_at_k(vecs, labels, vecs, labels, k=1) == 1.0
+    assert precision_at_k(vecs, labels, vecs, labels, k=1, exclude_self=True) == 1.0
+    # without the exclusion a query finds itself first; query 0's second neighbour is item 1, same label
+    assert precision_at_k(vecs[[0]], np.array([1]), vecs, labels, k=2) == 0.0
+    assert recall_at_k(vecs[[2]], np.array([2]), vecs, k=2) == 1.0
 
 
 def _data(n=64, seed=0):

@@ -154,12 +154,16 @@ def test_tiny_training_round_trips_through_checkpoint(tmp_path, data, encoder_pa
     assert 0.0 <= metrics["r_at_10"] <= 1.0 and 0.0 <= metrics["p_at_5"] <= 1.0
 
 
-def test_partial_file_of_another_profile_is_ignored(tmp_path, data, encoder_payload):
+def test_partial_file_of_another_profile_is_refused_until_a_restart(tmp_path, data, encoder_payload):
+    from models.loop import ResumeError
+
     (tr_x, tr_t, tr_y), (va_x, va_t, va_y) = data
     out = tmp_path / "text.pt"
     EpochCheckpointer(out).save({"another": "signature"}, model={}, epoch=1, history=[{"seconds": 0.0}])
+    with pytest.raises(ResumeError, match="another configuration.*--restart"):
+        train_text(tr_x, tr_t, tr_y, va_x, va_t, va_y, encoder_payload, out, profile="tiny", show_progress=False)
     payload = train_text(tr_x, tr_t, tr_y, va_x, va_t, va_y, encoder_payload, out, profile="tiny",
-                         show_progress=False)
+                         show_progress=False, resume=False)
     assert [h["epoch"] for h in payload["train"]["history"]] == [1, 2]
 
 

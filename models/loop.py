@@ -1,0 +1,124 @@
+"""The one training loop every model here runs: epochs over shuffled batches, the schedule, progress bars,
+validation each epoch, the history, the best epoch, and a resumable checkpoint between epochs.
+
+A model's training module builds its network, optimizer and schedule and gives ``fit`` two functions:
+``step(indices, generator) -> loss`` for one batch, and ``evaluate() -> {name: figure}`` for the end of an
+epoch. ``fit`` does the rest and returns a ``Fitted`` the caller saves with ``models.checkpoint``.
+
+An interrupted run (Ctrl-C, a killed process) resumes from ``<checkpoint>.partial`` at the last finished
+epoch. A partial file written with another configuration is refused with ``ResumeError`` rather than mixed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from models.training import BestEpoch, EpochCheckpointer, Timer
+
+
+class ResumeError(RuntimeError):
+    """A partial checkpoint exists but was written by a run with another configuration."""
+
+
+@dataclass
+class Fitted:
+    history: list[dict]
+    seconds: float
+    kept_epoch: int  # the epoch whose weights the model now holds
+    metrics: dict[str, float] = field(default_factory=dict)  # that epoch's validation figures
+
+    def train_info(self, **extra: Any) -> dict:
+        """The ``train`` part of a checkpoint: history, wall time, threads and the kept epoch."""
+        return {"history": self.history, "seconds": self.seconds, "kept_epoch": self.kept_epoch,
+                "threads": torch.get_num_threads(), **extra}
+
+
+def fit(name: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler, *, out_path: Path,
+        signature: dict, epochs: int, n_items: int, batch_size: int, seed: int,
+        step: Callable[[torch.Tensor, torch.Generator], torch.Tensor],
+        evaluate: Callable[[], dict[str, float]], best_key: str | None = None, clip_norm: float | None = None,
+        resume: bool = True, show_progress: bool = True, device: torch.device | str = "cpu",
+        already_seconds: float = 0.0, modules: dict[str, torch.nn.Module] | None = None,
+        optimizers: dict[str, torch.optim.Optimizer] | None = None) -> Fitted:
+    """Train ``epochs`` epochs of ``n_items // batch_size`` batches; keep the epoch with the highest
+    ``best_key`` figure (else the last). ``modules``/``optimizers``: further networks and optimizers whose
+    state the partial checkpoint keeps (a GAN's discriminator); their steps are ``step``'s business, and
+    ``optimizer`` may then be None."""
+    modules = {"model": model, **(modules or {})}
+    optimizers = {"optimizer": optimizer, **(optimizers or {})} if optimizer is not None else dict(optimizers or {})
+    checkpointer = EpochCheckpointer(out_path)
+    steps_per_epoch = max(1, n_items // batch_size)
+    history: list[dict] = []
+    best = BestEpoch(best_key or "")
+    start_epoch = 0
+    if resume and checkpointer.partial_path.is_file():
+        state = checkpointer.load(signature)
+        if state is None:
+            raise ResumeError(f"{checkpointer.partial_path} was written by a {name} run with another configuration "
+                              "or catalog: start over with --restart (or delete that file)")
+        for key, module in modules.items():
+            module.load_state_dict(state[key])
+        for key, opt in optimizers.items():
+            opt.load_state_dict(state[key])
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        start_epoch, history = state["epoch"], state["history"]
+        best.load(state.get("best"))
+        if show_progress:
+            tqdm.write(f"{name}: resuming after epoch {start_epoch} of {epochs}")
+    timer = Timer(already=history[-1]["seconds"] if history else already_seconds)
+    gen = torch.Generator().manual_seed(seed + start_epoch)
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    for epoch in range(start_epoch, epochs):
+        for module in modules.values():
+            module.train()
+        order = torch.randperm(n_items, generator=gen).to(device)
+        bar = tqdm(range(steps_per_epoch), desc=f"{name} epoch {epoch + 1}/{epochs}", disable=not show_progress,
+                   unit="batch", dynamic_ncols=True)
+        loss_sum = 0.0
+        for i in bar:
+            loss = step(order[i * batch_size : (i + 1) * batch_size], gen)
+            if optimizer is not None:
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if clip_norm:
+                    torch.nn.utils.clip_grad_norm_(params, clip_norm)
+                optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            loss_sum += float(loss.detach())
+            if i % 20 == 0:
+                bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+        for module in modules.values():
+            module.eval()
+        metrics = evaluate()
+        history.append({"epoch": epoch + 1, "loss": loss_sum / steps_per_epoch, "seconds": timer.seconds, **metrics})
+        if best_key:
+            best.update(model, metrics, epoch + 1)
+        if show_progress:
+            tqdm.write(f"{name} epoch {epoch + 1}: loss {history[-1]['loss']:.3f} "
+                       + " ".join(f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, float)))
+        checkpointer.save(signature, epoch=epoch + 1, history=history, best=best.to_dict(),
+                          scheduler=scheduler.state_dict() if scheduler is not None else None,
+                          **{k: m.state_dict() for k, m in modules.items()},
+                          **{k: o.state_dict() for k, o in optimizers.items()})
+
+    kept = len(history)
+    if best_key and best.state is not None:
+        model.load_state_dict(best.state)
+        kept = best.epoch
+    final = dict(history[kept - 1]) if history else {}
+    return Fitted(history=history, seconds=timer.seconds, kept_epoch=kept,
+                  metrics={k: v for k, v in final.items() if k.startswith("val_")})
+
+
+def finish(out_path: Path) -> None:
+    """Drop the partial checkpoint once the final one is written."""
+    EpochCheckpointer(out_path).finish()
