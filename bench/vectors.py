@@ -106,10 +106,11 @@ def sketch_query_vectors(n: int) -> np.ndarray | None:
     from django.conf import settings
 
     from bench import querysets
-    from search.engine import ModelSet
+    from search.pipeline import embed_sketches
+    from search.trained import TrainedModels
 
-    models = ModelSet(settings.ARTIFACTS_DIR / "models")
+    models = TrainedModels(settings.ARTIFACTS_DIR / "models")
     if not models.available("encoder"):
         return None
     qs = querysets.build(n, seed=2)
-    return models.embed_sketches(qs.sketch_arrays, "direct").astype(np.float32)
+    return embed_sketches(models, qs.sketch_arrays, "direct").astype(np.float32)

@@ -14,7 +14,7 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.files import UploadedFile
 from pydantic import Field
 
-from search.engine import ModelMissingError
+from search.trained import ModelMissingError
 from webapp import queries, ratelimit, uploads
 from webapp.auth import STAFF, UNAUTHORIZED_DESCRIPTION, TokenRefused
 from webapp.models import Item

@@ -5,7 +5,7 @@ progress page polls. A second request while one is pending or running gets the
 same job back, so two reindexes never build at once. Searches keep using the
 old version until the one-transaction switch; old versions are pruned.
 
-The work is cut into three steps so that Celery can spread it (``workers.tasks``):
+The work is cut into three steps so that Celery can spread it (the ``workers.reindex`` tasks):
 ``plan_reindex`` (snapshot of item ids, vectors reused from the active index and
 the live buffer, chunks of items still to embed), ``embed_chunk`` (one chunk ->
 ``chunk-N.npy`` under ARTIFACTS_DIR/reindex/job-<id>/, on any index worker
@@ -122,8 +122,8 @@ def fail_job(job_id: int, message: str) -> None:
 def text_space_model() -> str | None:
     """The text model's version when it has a joint space of its own (a second index space), else None."""
     models = get_models()
-    if models.available("text") and models.text_space() == "text":
-        return models.version("text")
+    if models.available("text") and models.text().index_space == "text":
+        return models.text().version
     return None
 
 
@@ -137,12 +137,12 @@ def embed_items(item_ids: Sequence[int], on_batch: Callable[[int], None] | None 
     for start in range(0, len(item_ids), EMBED_BATCH):
         chunk = item_ids[start : start + EMBED_BATCH]
         images, _ok = load_image_array([Path(paths[pk]) for pk in chunk])
-        out["image"].append(models.embed_images(images))
+        out["image"].append(models.encoder().embed(images))
         if "text" in out:
-            out["text"].append(models.embed_text_space(images))
+            out["text"].append(models.text().encode_images(images))
         if on_batch:
             on_batch(len(chunk))
-    dims = {"image": models.encoder().config.embed_dim, "text": models.get("text").dim if "text" in out else 0}
+    dims = {"image": models.encoder().dim, "text": models.text().dim if "text" in out else 0}
     return {space: np.concatenate(v) if v else np.zeros((0, dims[space]), np.float32) for space, v in out.items()}
 
 
@@ -172,7 +172,7 @@ def reusable_vectors(item_ids: list[int], encoder_version: str) -> tuple[np.ndar
 
 def reusable_text_vectors(item_ids: list[int], text_version: str) -> tuple[np.ndarray, np.ndarray]:
     """Text-space vectors from the active index (same text model, item unchanged): (vectors, mask)."""
-    dim = get_models().get("text").dim
+    dim = get_models().text().dim
     vectors = np.zeros((len(item_ids), dim), np.float32)
     mask = np.zeros(len(item_ids), dtype=bool)
     active = active_version()
@@ -200,7 +200,7 @@ def build_version(item_ids: list[int], spaces: dict[str, np.ndarray], *, job_id:
     models = get_models()
     name = timezone.now().strftime("v%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     directory = settings.ARTIFACTS_DIR / "indexes" / name
-    encoder_version = models.version("encoder")
+    encoder_version = models.encoder().version
     set_stage(job_id, f"build: the {settings.INDEX_BACKEND} index of {len(item_ids):,} vectors")
     versions = {"encoder": encoder_version, **({"text": text_model} if text_model else {})}
     manifest = build_index(directory, spaces, version=name, n_trees=settings.INDEX_N_TREES,
@@ -276,8 +276,8 @@ def plan_reindex(job_id: int | str, *, reuse: bool = True, chunk_size: int | Non
     item_ids = list(Item.objects.filter(hidden=False).order_by("pk").values_list("pk", flat=True))
     if not item_ids:
         raise RuntimeError("the catalog is empty: run `python manage.py import_catalog` first")
-    encoder_version = get_models().version("encoder")
-    dim = get_models().encoder().config.embed_dim
+    encoder_version = get_models().encoder().version
+    dim = get_models().encoder().dim
     mask = np.zeros(len(item_ids), dtype=bool)
     vectors = np.zeros((len(item_ids), dim), np.float32)
     if reuse:
@@ -295,7 +295,7 @@ def plan_reindex(job_id: int | str, *, reuse: bool = True, chunk_size: int | Non
     if text_version is not None:
         text_vectors, text_mask = reusable_text_vectors(item_ids, text_version) if reuse else (None, None)
         if text_vectors is None:
-            text_vectors = np.zeros((len(item_ids), get_models().get("text").dim), np.float32)
+            text_vectors = np.zeros((len(item_ids), get_models().text().dim), np.float32)
             text_mask = np.zeros(len(item_ids), dtype=bool)
         mask &= text_mask
         _save_npy(directory / "text_vectors.npy", text_vectors)
@@ -436,14 +436,14 @@ def add_live_item(item: Item) -> LiveVector:
     Runs the encoder where queries run (an inference worker when SEARCH_IN_WORKERS, else here).
     Raises ``search.images.ImageInputError`` for an unreadable image and ``SearchUnavailable``
     when the workers cannot be reached."""
-    from workers.tasks import encode_with_version
+    from webapp.encoding import encode_with_version
 
     data = Path(item.image_path).read_bytes()
     encoded, encoder_version = encode_with_version(data, "photo")
     text_vector, text_version = None, ""
     active = active_version()
     if active is not None and "text" in active.manifest.get("spaces", {}):  # words search a space of their own
-        from search.engine import ModelMissingError
+        from search.trained import ModelMissingError
 
         try:
             text, text_version = encode_with_version(data, "photo_text")
@@ -455,3 +455,19 @@ def add_live_item(item: Item) -> LiveVector:
                              "encoder_version": encoder_version, "text_vector": text_vector,
                              "text_version": text_version})
     return live
+
+
+def start_reindex(reuse: bool = True, shards: int | None = None) -> tuple[Job, bool]:
+    """Ask the index workers for a reindex (the task ``workers.reindex``, sent by name); returns (job, created).
+    A pending/running one is reused, never doubled. If the broker cannot take the task, the job is marked
+    failed and the error raised."""
+    from webapp.celery_app import send
+
+    job, created = request_reindex()
+    if created:
+        try:
+            send("workers.reindex", (job.pk, reuse, shards), queue=settings.CELERY_INDEX_QUEUE)
+        except Exception as exc:
+            fail_job(job.pk, f"the task broker cannot be reached: {exc}")
+            raise
+    return job, created

@@ -53,8 +53,8 @@ class Item(models.Model):
 
     @property
     def heatmap_url(self) -> str:
-        """Where the search model looked in this item's photo for its category (``views.catalog.item_looked``)."""
-        return reverse("item-looked", args=[self.sku]) + "?" + urlencode({"category": self.category})
+        """Where the search model looked in this item's photo for its category (``views.catalog.item_heatmap``)."""
+        return reverse("item-heatmap", args=[self.sku]) + "?" + urlencode({"category": self.category})
 
 
 class IndexVersion(models.Model):

@@ -87,7 +87,7 @@ def test_heatmaps_are_counted_too(client, settings, clock, searchable):
 
     settings.SEARCH_RATE_LIMIT = "2/m"
     sku = Item.objects.first().sku
-    assert [client.get(f"/items/{sku}/looked.png").status_code for _ in range(2)] == [200, 200]
-    res = client.get(f"/items/{sku}/looked.png")
+    assert [client.get(f"/items/{sku}/heatmap.png").status_code for _ in range(2)] == [200, 200]
+    res = client.get(f"/items/{sku}/heatmap.png")
     assert res.status_code == 429 and res["Retry-After"] == "40" and "too many heatmaps" in res.content.decode()
     assert search(client).status_code == 400  # searches have their own count

@@ -34,7 +34,8 @@ def test_one_build_claim_per_job_and_its_own_redelivery_keeps_it(searchable):
 
 
 def test_whole_reindex_through_the_tasks_builds_once(searchable, settings, eager_celery):
-    from workers.tasks import finish_reindex_task, start_reindex
+    from webapp.indexing import start_reindex
+    from workers.tasks import finish_reindex_task
 
     settings.REINDEX_CHUNK_SIZE = 30
     old = IndexVersion.objects.get(is_active=True)

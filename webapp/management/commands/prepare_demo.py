@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from search.catalog import split_of
-from search.engine import MODEL_FILES
+from search.trained import MODEL_FILES, read_checkpoint
 from webapp.models import IndexVersion, Item
 
 # What the demo needs; the captioner is left to `make train` (until then draft titles come from the suggested tags).
@@ -28,10 +28,8 @@ class Command(BaseCommand):
 
     @staticmethod
     def text_is_stale(models_dir) -> bool:
-        from models.checkpoint import load_checkpoint
-
-        encoder = load_checkpoint(models_dir / MODEL_FILES["encoder"], "encoder")["version"]
-        return load_checkpoint(models_dir / MODEL_FILES["text"], "text")["config"].get("encoder_version") != encoder
+        encoder = read_checkpoint(models_dir, "encoder")["version"]
+        return read_checkpoint(models_dir, "text")["config"].get("encoder_version") != encoder
 
     def evaluate_sample(self) -> None:
         """Real figures for the model report: an evaluation on a sample of the test split, unless the report already
@@ -86,9 +84,9 @@ class Command(BaseCommand):
 
         active = IndexVersion.objects.filter(is_active=True).first()
         models = get_models()
-        wants_text = models.available("text") and models.text_space() == "text"
-        if (active is None or active.encoder_version != models.version("encoder")
-                or (wants_text and (active.manifest or {}).get("models", {}).get("text") != models.version("text"))):
+        wants_text = models.available("text") and models.text().index_space == "text"
+        if (active is None or active.encoder_version != models.encoder().version
+                or (wants_text and (active.manifest or {}).get("models", {}).get("text") != models.text().version)):
             self.step("index: building the search index")
             call_command("reindex")
         else:
