@@ -83,6 +83,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "webapp.middleware.DatabaseBusyMiddleware",
+    "webapp.ratelimit.RateLimitMiddleware",  # every search and heatmap view, pages and API alike
 ]
 
 ROOT_URLCONF = "webapp.urls"
@@ -171,7 +172,7 @@ REDIS_RESULTS_URL = env("REDIS_RESULTS_URL", REDIS_URL)
 CELERY_BROKER_DIR = envpath("CELERY_BROKER_DIR", VAR_DIR / "broker")
 CELERY_INFERENCE_QUEUE = env("CELERY_INFERENCE_QUEUE", "inference")
 CELERY_INDEX_QUEUE = env("CELERY_INDEX_QUEUE", "index")
-# With Redis unreachable a search must answer 503 within about a second (issue 20): connect within 1 s
+# With Redis unreachable a search must answer 503 within about a second: connect within 1 s
 # (a refused connection fails at once), and one quick retry only, which replaces a pooled connection that
 # went stale while Redis restarted. Celery's default for the result store is 20 retries a second apart,
 # then a RuntimeError ("the Celery application must be restarted"; it need not be: the next call

@@ -1,6 +1,5 @@
 """Browsing the catalog, item pages with similar items, item images, job progress."""
 
-from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse
@@ -10,7 +9,6 @@ from django.views.decorators.http import require_GET
 
 from search.categories import picture_categories
 from search.images import ImageInputError, image_bytes_to_array
-from webapp import ratelimit
 from webapp.indexing import STEPS, expire_if_stale
 from webapp.models import Item, Job
 from webapp.queries import png_bytes
@@ -66,12 +64,6 @@ def item_image(request, sku: str):
 def item_heatmap(request, sku: str):
     """PNG: where Image2Vec looked in an item's photo for ``?category=`` (default: the item's own category), its
     class activation map over the photo. Results and item pages show it on demand."""
-    try:  # a forward pass per picture: counted like searches, per client
-        ratelimit.check(request, "heatmap", settings.SEARCH_RATE_LIMIT, "heatmaps")
-    except ratelimit.RateLimited as exc:
-        response = HttpResponse(str(exc), status=429, content_type="text/plain")
-        response["Retry-After"] = str(exc.retry_after)
-        return response
     item = visible_item(request, sku)
     models = get_models()
     if not models.available("encoder"):
