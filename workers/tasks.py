@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from celery import group, shared_task
+from celery import Task, group, shared_task
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
@@ -63,22 +63,26 @@ def reindex_task(job_id: int, reuse: bool = True, shards: int | None = None) -> 
     return {"chunks": len(chunks)}
 
 
-def _reindex_step(task, job_id: int, what: str, run):
-    """Run one step of a reindex: a transient database or broker error is retried with backoff (a retry keeps
-    the task id), then fails the job; any other error fails the job at once, with the reason."""
-    from webapp.indexing import fail_job
+class ReindexStep(Task):
+    """A step of a reindex (a chunk, the build). A transient database or broker error is retried with backoff
+    (2, 4, 8 s; a retry keeps the task id, so a build claim stays its own); any other error, or the last
+    retry's, fails the job at once with the reason, and the active index keeps serving."""
 
-    try:
-        return run()
-    except TRANSIENT as exc:
-        if task.request.retries < task.max_retries:
-            raise task.retry(exc=exc, countdown=2 ** task.request.retries) from exc
-        fail_job(job_id, f"{what} failed {task.max_retries + 1} times: {type(exc).__name__}: {exc}")
-        raise
-    except Exception as exc:
-        log.exception("reindex %s: %s failed", job_id, what)
-        fail_job(job_id, f"{what} failed: {type(exc).__name__}: {exc}")
-        raise
+    autoretry_for = TRANSIENT
+    retry_backoff = 2
+    retry_jitter = False
+    max_retries = 3
+    acks_late = True
+
+    def what(self, args: tuple) -> str:
+        return f"chunk {args[1]}" if self.name == "workers.embed_chunk" else "the build"
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo):
+        from webapp.indexing import fail_job
+
+        tries = f" {self.request.retries + 1} times" if isinstance(exc, TRANSIENT) else ""
+        log.error("reindex %s: %s failed%s: %s: %s", args[0], self.what(args), tries, type(exc).__name__, exc)
+        fail_job(args[0], f"{self.what(args)} failed{tries}: {type(exc).__name__}: {exc}")
 
 
 def _job_running(job_id: int) -> bool:
@@ -87,7 +91,7 @@ def _job_running(job_id: int) -> bool:
     return Job.objects.filter(pk=job_id, status=Job.Status.RUNNING).exists()
 
 
-@shared_task(name="workers.embed_chunk", bind=True, acks_late=True, max_retries=3)
+@shared_task(name="workers.embed_chunk", bind=True, base=ReindexStep)
 def embed_chunk_task(self, job_id: int, index: int, item_ids: list[int], shards: int | None = None) -> int:
     """Embed one chunk; the chunk that completes the plan (or its redelivery) asks for the build.
     A chunk that fails for good fails the job (the active index keeps serving)."""
@@ -95,13 +99,13 @@ def embed_chunk_task(self, job_id: int, index: int, item_ids: list[int], shards:
 
     if not _job_running(job_id):
         return 0  # failed meanwhile (another chunk, or stale): nothing to add to
-    embedded = _reindex_step(self, job_id, f"chunk {index}", lambda: embed_chunk(job_id, index, item_ids))
+    embedded = embed_chunk(job_id, index, item_ids)
     if chunks_complete(job_id):
         finish_reindex_task.apply_async((job_id, shards), queue=settings.CELERY_INDEX_QUEUE)
     return embedded
 
 
-@shared_task(name="workers.finish_reindex", bind=True, acks_late=True, max_retries=3)
+@shared_task(name="workers.finish_reindex", bind=True, base=ReindexStep)
 def finish_reindex_task(self, job_id: int, shards: int | None = None) -> dict:
     """Build and switch. Asked for by every chunk that saw the plan complete; one of them builds."""
     from webapp.indexing import claim_build, finish_reindex
@@ -109,6 +113,6 @@ def finish_reindex_task(self, job_id: int, shards: int | None = None) -> dict:
 
     if not _job_running(job_id) or not claim_build(job_id, self.request.id or "local"):
         return {"skipped": True}  # failed meanwhile, already built, or another task builds it
-    _reindex_step(self, job_id, "the build", lambda: finish_reindex(job_id, shards=shards))
+    finish_reindex(job_id, shards=shards)
     return Job.objects.get(pk=job_id).result
 
