@@ -14,9 +14,9 @@ BATCHES = (1, 8, 64, 256)
 
 def models_dir() -> Path:
     setup_django()
-    from django.conf import settings
+    from webapp.services import models_dir
 
-    return settings.ARTIFACTS_DIR / "models"
+    return models_dir()
 
 
 def devices() -> list[tuple[str, str, int]]:

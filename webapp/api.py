@@ -125,7 +125,7 @@ def unavailable(request, exc: Exception):
 ROAD = ("How a sketch reaches the index. `direct` (the default, setting SKETCH_ROAD): the image encoder, which saw "
         "sketches in training, reads the sketch itself. `gan`: the sketch-to-image GAN (pix2pix) first draws a photo "
         "of the sketch, and the encoder reads that photo. `direct` finds more items of the drawn kind (sketch P@5 on "
-        "the test split: 0.58 against 0.20 with the demo's quick models; README, Measured quality), so the search "
+        "the test split: 0.58 against 0.20 with the demo's quick models; docs/experiments.md), so the search "
         "page offers no choice; `gan` is kept for comparison and for better GANs. Ignored without a sketch.")
 
 

@@ -100,7 +100,7 @@ def encode_picture(upload, kind: str, road: str) -> Encoded:
 
 
 def encode_words(text: str) -> Encoded:
-    """Words -> the text model's vector, in this process (the text model is small; README, Configuration)."""
+    """Words -> the text model's vector, in this process (the text model is small; docs/architecture.md, where torch runs)."""
     return pipeline.encode_text(get_models(), text)
 
 

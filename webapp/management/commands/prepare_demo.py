@@ -69,7 +69,9 @@ class Command(BaseCommand):
             self.step(f"catalog: importing {settings.CATALOG_DIR}")
             call_command("import_catalog", str(settings.CATALOG_DIR))
 
-        models_dir = settings.ARTIFACTS_DIR / "models"
+        from webapp.services import models_dir
+
+        models_dir = models_dir()
         missing = [role for role in DEMO_ROLES if not (models_dir / MODEL_FILES[role]).is_file()]
         if "encoder" not in missing and "text" not in missing and self.text_is_stale(models_dir):
             self.step("models: the text model was trained against another encoder; it is trained again")
