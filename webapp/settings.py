@@ -155,7 +155,7 @@ LEXICAL_WEIGHT = float(env("LEXICAL_WEIGHT", "1.0"))
 RERANK_WEIGHT = float(env("RERANK_WEIGHT", str(rerank.RERANK_WEIGHT)))  # re-ranking of picture queries by category; 0: off
 SKETCH_ROAD = env("SKETCH_ROAD", "direct")  # "direct" (encoder saw sketches) or "gan" (pix2pix first); docs/experiments.md
 
-# Issue 7: caches and the search rate limit. LocMem counts per process; with REDIS_URL (or CACHE_URL)
+# Caches and the search rate limit. LocMem counts per process; with REDIS_URL (or CACHE_URL)
 # every web process shares one Redis cache, so the limit holds across them.
 CACHE_URL = env("CACHE_URL", env("REDIS_URL", ""))
 if CACHE_URL:
