@@ -52,7 +52,7 @@ def test_reindex_end_to_end_on_two_workers(workers, searchable, settings, tmp_pa
     seen_progress = set()
     while (current := Job.objects.get(pk=job.pk)).status in (Job.Status.PENDING, Job.Status.RUNNING):
         seen_progress.add((current.stage, current.done, current.total))
-        assert IndexVersion.objects.get(is_active=True).pk == old.pk or current.stage.startswith(("build", "saving"))
+        assert IndexVersion.objects.get(is_active=True).pk == old.pk or current.stage.startswith(("build", "saving", "switch"))
         hits = [h.item.pk for h in photo_search("Watches", k=50)]
         assert late.pk in hits and early.pk in hits  # searchable during the build
         time.sleep(0.1)
