@@ -14,9 +14,9 @@ BATCHES = (1, 8, 64, 256)
 
 def models_dir() -> Path:
     setup_django()
-    from django.conf import settings
+    from webapp.services import models_dir
 
-    return settings.ARTIFACTS_DIR / "models"
+    return models_dir()
 
 
 def devices() -> list[tuple[str, str, int]]:
@@ -44,7 +44,7 @@ def embedding(run: Run, log_dir: Path) -> dict:
     """Random uint8 inputs of the catalog's size (80x60): speed does not depend on the pixels."""
     import torch
 
-    from search.engine import ModelSet
+    from search.trained import TrainedModels
 
     out: dict = {}
     threads_before = torch.get_num_threads()
@@ -52,7 +52,7 @@ def embedding(run: Run, log_dir: Path) -> dict:
     rng = np.random.default_rng(0)
     for label, device, threads in devices():
         torch.set_num_threads(threads)
-        models = ModelSet(models_dir(), device=device)
+        models = TrainedModels(models_dir(), device=device)
         for name, role in (("image2vec", "encoder"), ("gan", "sketch2image")):
             if not models.available(role):
                 out[f"embed.{name}.status"] = f"{UNAVAILABLE}: no {role} model in {models.models_dir}"
@@ -61,10 +61,10 @@ def embedding(run: Run, log_dir: Path) -> dict:
             for batch in BATCHES:
                 if name == "image2vec":
                     images = rng.integers(0, 256, (batch, 80, 60, 3), dtype=np.uint8)
-                    fn = lambda x=images, b=batch, m=models: m.embed_images(x, batch_size=b)  # noqa: E731
+                    fn = lambda x=images, b=batch, m=models: m.encoder().embed(x, batch_size=b)  # noqa: E731
                 else:
                     sketches = rng.integers(0, 256, (batch, 80, 60), dtype=np.uint8)
-                    fn = lambda x=sketches, m=models: m.generate_images(x)  # noqa: E731
+                    fn = lambda x=sketches, m=models: m.sketch2image().generate(x)  # noqa: E731
                 key = f"embed.{name}.{label}.b{batch}.images_per_s"
                 out[key] = rate(fn, batch, min_seconds)
                 say(key, out[key])

@@ -30,6 +30,8 @@ def prepare_copy(root: Path, limit: int) -> dict[str, str]:
     setup_django()
     from django.conf import settings
 
+    from webapp import services
+
     db = settings.DATABASES["default"]
     if not db["ENGINE"].endswith("sqlite3"):
         raise NotImplementedError("the reindex benchmark copies a SQLite database; unset DATABASE_URL to run it")
@@ -40,12 +42,12 @@ def prepare_copy(root: Path, limit: int) -> dict[str, str]:
     with sqlite3.connect(db["NAME"]) as src, sqlite3.connect(target) as dst:
         src.backup(dst)
     with sqlite3.connect(target) as conn:
-        for table in ("webapp_indexentry", "webapp_livevector", "webapp_indexversion", "webapp_job"):
+        for table in ("webapp_indexentry", "webapp_livevector", "webapp_indexversion", "webapp_reindexchunk", "webapp_job"):
             conn.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
         if limit:
             conn.execute("UPDATE webapp_item SET hidden = 1 WHERE hidden = 0 AND id NOT IN "
                          "(SELECT id FROM webapp_item WHERE hidden = 0 ORDER BY id LIMIT ?)", (limit,))
-    for model in (settings.ARTIFACTS_DIR / "models").glob("*.pt"):
+    for model in services.models_dir().glob("*.pt"):
         shutil.copy2(model, artifacts / "models" / model.name)
     return {"VAR_DIR": str(var), "ARTIFACTS_DIR": str(artifacts), "DATABASE_URL": f"sqlite:///{target}",
             "CELERY_BROKER_DIR": str(var / "broker"), "LOG_LEVEL": "WARNING"}

@@ -103,13 +103,14 @@ def real_vectors() -> tuple[np.ndarray, np.ndarray, Path]:
 
 def sketch_query_vectors(n: int) -> np.ndarray | None:
     """Image2Vec vectors of sketches of test-split photos (what users send); None without an encoder."""
-    from django.conf import settings
 
     from bench import querysets
-    from search.engine import ModelSet
+    from search.pipeline import embed_sketches
+    from search.trained import TrainedModels
+    from webapp.services import models_dir
 
-    models = ModelSet(settings.ARTIFACTS_DIR / "models")
+    models = TrainedModels(models_dir())
     if not models.available("encoder"):
         return None
     qs = querysets.build(n, seed=2)
-    return models.embed_sketches(qs.sketch_arrays, "direct").astype(np.float32)
+    return embed_sketches(models, qs.sketch_arrays, "direct").astype(np.float32)

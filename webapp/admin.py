@@ -63,7 +63,7 @@ class IndexVersionAdmin(admin.ModelAdmin):
     def start_reindex(self, request):
         if request.method != "POST":
             return redirect("admin:webapp_indexversion_changelist")
-        from workers.tasks import start_reindex
+        from webapp.indexing import start_reindex
 
         job, created = start_reindex()
         if not created:

@@ -14,8 +14,8 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.files import UploadedFile
 from pydantic import Field
 
-from search.engine import ModelMissingError
-from webapp import queries, ratelimit, uploads
+from search.trained import ModelMissingError
+from webapp import queries, uploads
 from webapp.auth import STAFF, UNAUTHORIZED_DESCRIPTION, TokenRefused
 from webapp.models import Item
 from webapp.services import Filters, SearchUnavailable, similar_items
@@ -80,7 +80,7 @@ def not_authenticated(request, exc):
     return response
 
 
-@api.exception_handler(TokenRefused)  # issue 20: a bad or expired token says so (it was a 403 "CSRF check Failed")
+@api.exception_handler(TokenRefused)  # a bad or expired token says so (not a 403 "CSRF check Failed")
 def token_refused(request, exc: TokenRefused):
     response = api.create_response(request, {"error": str(exc)}, status=401)
     response["WWW-Authenticate"] = 'Bearer error="invalid_token"'
@@ -105,22 +105,15 @@ def query_error(request, exc: queries.QueryError):
     return api.create_response(request, {"error": str(exc)}, status=400)
 
 
-@api.exception_handler(MultiPartParserError)  # issue 7: a form Django cannot parse (e.g. a 5,000-byte file name)
+@api.exception_handler(MultiPartParserError)  # a form Django cannot parse (e.g. a 5,000-byte file name)
 def unreadable_form(request, exc: MultiPartParserError):
     return api.create_response(request, {"error": f"the upload cannot be read: {exc}"}, status=400)
 
 
-@api.exception_handler(OperationalError)  # issue 7: a locked or unreachable database is a 503, not a traceback
+@api.exception_handler(OperationalError)  # a locked or unreachable database is a 503, not a traceback
 def database_unavailable(request, exc: OperationalError):
     return api.create_response(request, {"error": f"the database is busy or unreachable ({exc}); try again in a "
                                                   "moment"}, status=503)
-
-
-@api.exception_handler(ratelimit.RateLimited)  # issue 7: search rate limit
-def rate_limited(request, exc: ratelimit.RateLimited):
-    response = api.create_response(request, {"error": str(exc)}, status=429)
-    response["Retry-After"] = str(exc.retry_after)
-    return response
 
 
 @api.exception_handler(SearchUnavailable)
@@ -132,7 +125,7 @@ def unavailable(request, exc: Exception):
 ROAD = ("How a sketch reaches the index. `direct` (the default, setting SKETCH_ROAD): the image encoder, which saw "
         "sketches in training, reads the sketch itself. `gan`: the sketch-to-image GAN (pix2pix) first draws a photo "
         "of the sketch, and the encoder reads that photo. `direct` finds more items of the drawn kind (sketch P@5 on "
-        "the test split: 0.58 against 0.20 with the demo's quick models; README, Measured quality), so the search "
+        "the test split: 0.58 against 0.20 with the demo's quick models; docs/experiments.md), so the search "
         "page offers no choice; `gan` is kept for comparison and for better GANs. Ignored without a sketch.")
 
 
@@ -161,7 +154,6 @@ def search(request, photo: File[UploadedFile] = None, sketch: File[UploadedFile]
            road: str = Form("", description=ROAD), k: int = Form(None, ge=1, le=settings.SEARCH_MAX_K), category: Form[str] = "", gender: Form[str] = "",
            colour: Form[str] = ""):
     started = time.perf_counter()
-    ratelimit.check_search(request)
     k = queries.clamp_k(k)
     filters = Filters(category=category.strip(), gender=gender.strip(), colour=colour.strip())
     query = queries.Query(photo=photo, sketch=sketch, text=text, road=road.strip(), k=k, filters=filters)
@@ -173,7 +165,8 @@ def search(request, photo: File[UploadedFile] = None, sketch: File[UploadedFile]
 CATALOG_ID_PATTERN = r"^(?:[^/.][^/]*|\.[^/.][^/]*|\.\.[^/]+)$"
 
 
-@api.get("/items/{item_id}/similar", response={200: SearchOut, 400: ErrorOut, 404: ErrorOut, 503: ErrorOut},
+@api.get("/items/{item_id}/similar", response={200: SearchOut, 400: ErrorOut, 404: ErrorOut, 429: ErrorOut,
+                                               503: ErrorOut},
          summary="Items most similar to a catalog item",
          description="`item_id` is the item's catalog id, the `id` of every result (404 for an id no visible "
                      "item has).")

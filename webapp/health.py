@@ -43,7 +43,7 @@ def check_database() -> dict:
 
 
 def check_broker() -> dict:
-    from workers.celery_app import app
+    from webapp.celery_app import app
 
     with app.connection_for_write() as conn:
         conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=settings.HEALTH_TIMEOUT)
@@ -53,12 +53,13 @@ def check_broker() -> dict:
 
 def check_inference_worker() -> dict:
     """A round trip through the inference queue, a worker and the result store: what a search needs."""
-    from workers.tasks import echo, is_connection_error
+    from webapp.celery_app import send
+    from webapp.encoding import is_connection_error
 
     queue = settings.CELERY_INFERENCE_QUEUE
     timeout = settings.HEALTH_TIMEOUT
     try:
-        echo.apply_async(("ready",), queue=queue, expires=timeout).get(timeout=timeout, interval=0.01)
+        send("workers.echo", ("ready",), queue=queue, expires=timeout).get(timeout=timeout, interval=0.01)
     except Exception as exc:
         if is_connection_error(exc):
             raise
@@ -68,7 +69,7 @@ def check_inference_worker() -> dict:
 
 def check_workers() -> dict:
     """Workers that answer a broadcast, by queue; only our queues count. Waits the whole HEALTH_TIMEOUT."""
-    from workers.celery_app import app
+    from webapp.celery_app import app
 
     wanted = {settings.CELERY_INFERENCE_QUEUE, settings.CELERY_INDEX_QUEUE}
     replies = app.control.inspect(timeout=settings.HEALTH_TIMEOUT).active_queues() or {}

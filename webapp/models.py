@@ -53,8 +53,8 @@ class Item(models.Model):
 
     @property
     def heatmap_url(self) -> str:
-        """Where the search model looked in this item's photo for its category (``views.catalog.item_looked``)."""
-        return reverse("item-looked", args=[self.sku]) + "?" + urlencode({"category": self.category})
+        """Where the search model looked in this item's photo for its category (``views.catalog.item_heatmap``)."""
+        return reverse("item-heatmap", args=[self.sku]) + "?" + urlencode({"category": self.category})
 
 
 class IndexVersion(models.Model):
@@ -126,6 +126,8 @@ class Job(models.Model):
     started = models.DateTimeField(null=True, blank=True)
     finished = models.DateTimeField(null=True, blank=True)
     heartbeat = models.DateTimeField(null=True, blank=True, help_text="last progress a worker reported")
+    builder = models.CharField(max_length=255, blank=True, default="",
+                               help_text="a reindex: the id of the one task that builds its index (claimed once)")
 
     class Meta:
         ordering = ["-created"]
@@ -140,6 +142,22 @@ class Job(models.Model):
     @property
     def percent(self) -> int:
         return int(100 * self.done / self.total) if self.total else (100 if self.status == self.Status.DONE else 0)
+
+
+class ReindexChunk(models.Model):
+    """One chunk of a reindex's plan: the chunk that marks itself done last sees the plan complete and asks
+    for the build (a conditional update per chunk, so a redelivered chunk neither counts twice nor redoes it)."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="chunks")
+    index = models.IntegerField()
+    items = models.IntegerField()
+    done = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job", "index"], name="one_row_per_chunk")]
+
+    def __str__(self) -> str:
+        return f"job {self.job_id} chunk {self.index} ({'done' if self.done else 'to do'})"
 
 
 class LiveVector(models.Model):

@@ -10,8 +10,11 @@ import numpy as np
 from django.conf import settings
 from PIL import Image
 
-from search.engine import SKETCH_ROADS, Encoded, timed
+from search import pipeline
 from search.images import ImageInputError, decode_image
+from search.pipeline import SKETCH_ROADS, Encoded
+from search.timing import timed
+from webapp.encoding import encode_query
 from webapp.services import Filters, SearchResult, active_store, get_models, search_combined, search_vector
 
 
@@ -28,9 +31,8 @@ def clamp_k(k: int | None) -> int:
 
 
 def read_upload(upload, what: str) -> bytes:
+    """The upload's bytes, refused over ``UPLOAD_MAX_BYTES``: the one size check of every upload."""
     limit = settings.UPLOAD_MAX_BYTES
-    if upload.size is not None and upload.size > limit:
-        raise QueryError(f"the {what} is larger than {limit // (1024 * 1024)} MB")
     data = upload.read(limit + 1)
     if len(data) > limit:
         raise QueryError(f"the {what} is larger than {limit // (1024 * 1024)} MB")
@@ -89,9 +91,7 @@ MAX_TEXT = 500
 
 
 def encode_picture(upload, kind: str, road: str) -> Encoded:
-    """A photo or sketch upload -> vector, by the workers' query path (in-process or an inference worker)."""
-    from workers.tasks import encode_query
-
+    """A photo or sketch upload -> vector (``webapp.encoding``: in this process or an inference worker)."""
     data = read_upload(upload, kind)
     try:
         return encode_query(data, kind, road)
@@ -100,12 +100,8 @@ def encode_picture(upload, kind: str, road: str) -> Encoded:
 
 
 def encode_words(text: str) -> Encoded:
-    from search.engine import ModelMissingError
-
-    models = get_models()
-    if not models.available("text"):
-        raise ModelMissingError("text search needs the text model: run `python manage.py train text`")
-    return models.encode_text(text)
+    """Words -> the text model's vector, in this process (the text model is small; docs/architecture.md, where torch runs)."""
+    return pipeline.encode_text(get_models(), text)
 
 
 def run(query: Query) -> Outcome:

@@ -1,5 +1,9 @@
 """A fixed-window rate limit per client IP on Django's cache (LocMem per process, Redis when shared).
 
+``RateLimitMiddleware`` is the one place it is applied: every view that runs the models or the index for a
+client (``LIMITED``: the JSON API's search and similar items, the HTML search form, item pages with their
+similar items, and heatmaps) is counted before it runs; no view calls it by hand.
+
 ``SEARCH_RATE_LIMIT = "120/m"`` allows 120 searches per client IP in each clock-aligned
 minute; ``"0"`` (or empty) turns the limit off. The client IP is ``REMOTE_ADDR``, or with
 ``TRUSTED_PROXIES = n`` the address the n-th proxy in front of us saw (``X-Forwarded-For``
@@ -15,6 +19,7 @@ import time
 
 from django.conf import settings
 from django.core.cache import cache
+from django.http import HttpResponse, JsonResponse
 
 log = logging.getLogger(__name__)
 PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -71,5 +76,40 @@ def check(request, scope: str, rate: str | int | None, what: str) -> None:
         raise RateLimited(what, max(1, math.ceil((window + 1) * period - now)))
 
 
-def check_search(request) -> None:
-    check(request, "search", settings.SEARCH_RATE_LIMIT, "searches")
+# URL name -> (the count it adds to, its name in the message, the methods counted; None: all).
+# Searches of every kind share one count; heatmaps (a forward pass each) have their own, at the same rate.
+LIMITED: dict[str, tuple[str, str, frozenset[str] | None]] = {
+    "api:search": ("search", "searches", None),
+    "api:similar": ("search", "searches", None),
+    "home": ("search", "searches", frozenset({"POST"})),  # the page itself (GET) runs no search
+    "item": ("search", "searches", None),  # an item page shows its similar items
+    "item-heatmap": ("heatmap", "heatmaps", None),
+}
+
+
+class RateLimitMiddleware:
+    """Counts the requests of ``LIMITED`` views per client and answers 429 (with ``Retry-After``) over
+    ``SEARCH_RATE_LIMIT``: JSON ``{"error": ...}`` under /api/, plain text elsewhere."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        match = request.resolver_match
+        limited = LIMITED.get(match.view_name if match else "")
+        if limited is None or (limited[2] is not None and request.method not in limited[2]):
+            return None
+        scope, what, _methods = limited
+        try:
+            check(request, scope, settings.SEARCH_RATE_LIMIT, what)
+        except RateLimited as exc:
+            if request.path.startswith("/api/"):
+                response = JsonResponse({"error": str(exc)}, status=429)
+            else:
+                response = HttpResponse(str(exc), status=429, content_type="text/plain")
+            response["Retry-After"] = str(exc.retry_after)
+            return response
+        return None

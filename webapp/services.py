@@ -1,29 +1,38 @@
-"""The web app's door to the search domain: models, the active index, and items for hits.
+"""The web app's door to the search domain: loaded models, the active index, and the catalog's items.
 
-Each process keeps one ModelSet and one loaded VectorStore per index version.
-The active version is read from the database on every query (one indexed
-row), so a reindex done elsewhere is picked up on the next query, no restart.
+Each process keeps one set of loaded models and one loaded VectorStore per index version. The active
+version is read from the database on every query (one indexed row), so a reindex done elsewhere is
+picked up on the next query, no restart. The ranking itself is ``search.pipeline``'s; this module gives
+it the index (``active_index``) and the items (``CatalogItems``, its ``ItemSource`` on the ORM).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 
 import numpy as np
 from django.conf import settings
 
-from search.engine import Encoded, ModelSet
+from search import pipeline
+from search.engine import ModelSet
 from search.index import IndexFileError, VectorStore
 from search.lexical import TitleIndex
+from search.pipeline import ActiveIndex, Encoded, Filters, Hit, Ranked
+from search.timing import timed
+from search.trained import TrainedModels, resolve_device
 from webapp.models import IndexEntry, IndexVersion, Item, LiveVector
+
+__all__ = ["Filters", "Hit", "SearchResult", "SearchUnavailable", "active_index", "active_store", "get_models",
+           "search_combined", "search_vector", "similar_items", "visible_items"]
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _models: ModelSet | None = None
 _stores: dict[int, tuple[VectorStore, np.ndarray]] = {}
 _titles: dict[int, TitleIndex | None] = {}
+SearchResult = Ranked  # what the views and the API render
 
 
 class SearchUnavailable(RuntimeError):
@@ -34,20 +43,14 @@ def models_dir():
     return settings.ARTIFACTS_DIR / "models"
 
 
-def torch_device() -> str:
-    if settings.TORCH_DEVICE != "auto":
-        return settings.TORCH_DEVICE
-    import torch
+def get_models() -> TrainedModels:
+    """This process's trained models (``search.trained``), loaded on first use.
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def get_models() -> ModelSet:
+    (A ``search.engine.ModelSet``: ``TrainedModels`` with the old method names evaluate.py still calls.)"""
     global _models
     with _lock:
         if _models is None:
-            _models = ModelSet(models_dir(), device=torch_device(), threads=settings.TORCH_THREADS,
-                               categories=settings.RERANK_WEIGHT > 0)
+            _models = ModelSet(models_dir(), device=resolve_device(settings.TORCH_DEVICE), threads=settings.TORCH_THREADS)
         return _models
 
 
@@ -110,195 +113,83 @@ def active_store() -> tuple[IndexVersion, VectorStore, np.ndarray]:
     return version, store, item_of
 
 
-@dataclass
-class Filters:
-    category: str = ""
-    gender: str = ""
-    colour: str = ""
-
-    def queryset(self):
-        qs = Item.objects.filter(hidden=False)
-        if self.category:
-            qs = qs.filter(category=self.category)
-        if self.gender:
-            qs = qs.filter(gender=self.gender)
-        if self.colour:
-            qs = qs.filter(colour__iexact=self.colour)
-        return qs
-
-    def any(self) -> bool:
-        return bool(self.category or self.gender or self.colour)
+def active_index() -> ActiveIndex:
+    """The active version as the pipeline reads it: store, id mapping and title index."""
+    version, store, item_of = active_store()
+    return ActiveIndex(version.name, store, item_of, title_index(version))
 
 
-@dataclass
-class Hit:
-    item: Item
-    score: float
+def visible_items(filters: Filters):
+    """The visible items passing ``filters``, as a queryset."""
+    qs = Item.objects.filter(hidden=False)
+    if filters.category:
+        qs = qs.filter(category=filters.category)
+    if filters.gender:
+        qs = qs.filter(gender=filters.gender)
+    if filters.colour:
+        qs = qs.filter(colour__iexact=filters.colour)
+    return qs
 
 
-@dataclass
-class SearchResult:
-    hits: list[Hit]
-    timings_ms: dict[str, float] = field(default_factory=dict)
-    index_version: str = ""
+class CatalogItems:
+    """``search.pipeline.ItemSource`` on the database: items, filters and the live buffer."""
 
+    def rows(self, pks: Sequence[int]) -> dict[int, Item]:
+        return Item.objects.in_bulk(list(pks))
 
-def live_vectors(space: str = "image") -> tuple[np.ndarray, np.ndarray]:
-    """(item pks, vectors) of the live buffer in ``space``: items added or changed since the active index was built.
+    def passing(self, filters: Filters, among: Sequence[int] | None = None) -> np.ndarray:
+        qs = visible_items(filters)
+        if among is not None:
+            qs = qs.filter(pk__in=list(among))
+        return np.fromiter(qs.values_list("pk", flat=True), dtype=np.int64)
 
-    In the ``text`` space only rows with a text-space vector count: the others keep their indexed
-    text vector (or, when new, are found by words after the next reindex)."""
-    if space == "text":
-        rows = list(LiveVector.objects.exclude(text_vector=None).values_list("item_id", "text_vector"))
-    else:
-        rows = list(LiveVector.objects.values_list("item_id", "vector"))
-    if not rows:
-        return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
-    pks = np.array([pk for pk, _ in rows], dtype=np.int64)
-    return pks, np.stack([np.frombuffer(bytes(v), dtype=np.float32) for _, v in rows])
+    def hidden(self) -> np.ndarray:
+        return np.fromiter(Item.objects.filter(hidden=True).values_list("pk", flat=True), dtype=np.int64)
 
-
-def live_hits(vector: np.ndarray, k: int, filters: Filters, exclude_item: int | None,
-              live: tuple[np.ndarray, np.ndarray]) -> list[tuple[int, float]]:
-    """Exact search over the live buffer's visible items: (item pk, cosine) best first."""
-    pks, vectors = live
-    if not len(pks) or vectors.shape[1] != len(vector):
-        return []
-    visible = set(filters.queryset().filter(pk__in=pks.tolist()).values_list("pk", flat=True))
-    keep = np.array([int(pk) in visible and int(pk) != exclude_item for pk in pks])
-    if not keep.any():
-        return []
-    sims = vectors[keep] @ np.asarray(vector, dtype=np.float32)
-    order = np.argsort(-sims)[:k]
-    return [(int(pks[keep][i]), float(sims[i])) for i in order]
-
-
-def visible_mask(item_of: np.ndarray) -> np.ndarray:
-    """Which index ids are not hidden: asks only for the (few) hidden items, not every visible one."""
-    hidden = Item.objects.filter(hidden=True).values_list("pk", flat=True)
-    return ~np.isin(item_of, np.fromiter(hidden, dtype=np.int64))
-
-
-def filter_mask(filters: Filters, item_of: np.ndarray) -> np.ndarray:
-    """Which index ids are visible items passing ``filters``."""
-    return np.isin(item_of, np.fromiter(filters.queryset().values_list("pk", flat=True), dtype=np.int64))
+    def live_vectors(self, space: str) -> tuple[np.ndarray, np.ndarray]:
+        """In the ``text`` space only rows with a text-space vector count: the others keep their indexed
+        text vector (or, when new, are found by words after the next reindex)."""
+        if space == "text":
+            rows = list(LiveVector.objects.exclude(text_vector=None).values_list("item_id", "text_vector"))
+        else:
+            rows = list(LiveVector.objects.values_list("item_id", "vector"))
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+        pks = np.array([pk for pk, _ in rows], dtype=np.int64)
+        return pks, np.stack([np.frombuffer(bytes(v), dtype=np.float32) for _, v in rows])
 
 
 def search_vector(encoded: Encoded, k: int, filters: Filters | None = None, exclude_item: int | None = None,
-                  text: str = "") -> SearchResult:
-    """The index's hits on the active version merged with an exact search over the live buffer.
-
-    A picture query that carries its likeliest categories (``encoded.categories``) is re-ranked among
-    its nearest ``search.rerank.RERANK_CANDIDATES`` items (``RERANK_WEIGHT``); the hits' scores are
-    then the re-ranking scores. A text query with its ``text`` is ranked by the joint space and the
-    items' titles together (``search.lexical.hybrid_rank``, ``LEXICAL_WEIGHT``); live items by their live
-    vector and current title."""
-    from search import rerank
-    from search.engine import timed
-    from search.lexical import hybrid_rank
-
-    filters = filters or Filters()
-    categories = encoded.categories if encoded.space == "image" else None
-    final_k, k = k, rerank.depth(k, categories, settings.RERANK_WEIGHT)
-    timings = dict(encoded.timings_ms)
-    version, store, item_of = active_store()
-    weight, titles, lexical = settings.LEXICAL_WEIGHT, None, None
-    if text and weight and (titles := title_index(version)) is not None and len(titles) == len(item_of):
-        with timed(timings, "lexical"):
-            lexical = titles.scores(text)
-
-    def ranked(n: int, allowed: np.ndarray | None) -> list[tuple[int, float]]:
-        if lexical is None:
-            return store.query(encoded.vector, n, space=encoded.space, allowed=allowed)
-        return hybrid_rank(store, encoded.vector, lexical, n, weight=weight, space=encoded.space, allowed=allowed)
-
-    with timed(timings, "live"):
-        live = live_vectors(encoded.space)
-        superseded = set(live[0].tolist())  # their indexed vectors are stale (or they are new)
-        fresh = live_hits(encoded.vector, k, filters, exclude_item, live) if len(live[0]) else []
-    extra = 8 + len(superseded)
-    with timed(timings, "database"):
-        allowed = filter_mask(filters, item_of) if filters.any() else None
-    with timed(timings, "ann"):
-        raw = ranked(k + extra, allowed)
-    with timed(timings, "database"):
-        pks = [int(item_of[i]) for i, _ in raw]
-        items = Item.objects.in_bulk([pk for pk in pks if pk >= 0] + [pk for pk, _ in fresh])
-        hits = []
-        for (_annoy_id, score), pk in zip(raw, pks, strict=True):
-            item = items.get(pk)
-            if item is None or item.hidden or pk == exclude_item or pk in superseded:
-                continue
-            hits.append(Hit(item, score))
-        if len(hits) < k and len(raw) >= k + extra:
-            # Many hidden items among the nearest: search again with an explicit mask.
-            visible = filter_mask(filters, item_of)
-            if exclude_item is not None:
-                visible &= item_of != exclude_item
-            if superseded:
-                visible &= ~np.isin(item_of, np.fromiter(superseded, dtype=np.int64))
-            raw = ranked(k, visible)
-            items.update(Item.objects.in_bulk([int(item_of[i]) for i, _ in raw]))
-            hits = [Hit(items[int(item_of[i])], s) for i, s in raw if int(item_of[i]) in items]
-        fresh = [(pk, score) for pk, score in fresh if pk in items]
-        if lexical is not None and fresh:
-            bonus = weight * titles.scores_for(text, [items[pk].title for pk, _ in fresh])
-            fresh = [(pk, score + float(b)) for (pk, score), b in zip(fresh, bonus, strict=True)]
-        hits.extend(Hit(items[pk], score) for pk, score in fresh)
-        if categories and hits:
-            if encoded.neighbour_vote:
-                categories = rerank.with_vote(categories, [h.score for h in hits], [h.item.category for h in hits])
-            scores = rerank.rerank_scores([h.score for h in hits], [h.item.category for h in hits], categories,
-                                          settings.RERANK_WEIGHT)
-            hits = [Hit(h.item, float(s)) for h, s in zip(hits, scores, strict=True)]
-        hits.sort(key=lambda h: -h.score)
-    return SearchResult(hits=hits[:final_k], timings_ms=timings, index_version=version.name)
+                  text: str = "") -> Ranked:
+    """``search.pipeline.search_vector`` on the active index, with the weights of the settings."""
+    return pipeline.search_vector(encoded, k, active_index(), CatalogItems(), filters, exclude_item, text,
+                                  rerank_weight=settings.RERANK_WEIGHT, lexical_weight=settings.LEXICAL_WEIGHT)
 
 
-def similar_items(item: Item, k: int, filters: Filters | None = None) -> SearchResult:
-    """Nearest neighbours of a catalog item: its stored vector when indexed, else its image."""
-    version, store, item_of = active_store()
+def search_combined(picture: Encoded, words: Encoded, k: int, filters: Filters | None = None,
+                    picture_weight: float = 0.5, text: str = "") -> Ranked:
+    """``search.pipeline.search_combined`` on the active index: a picture and words ranked together."""
+    return pipeline.search_combined(picture, words, k, active_index(), CatalogItems(), filters, picture_weight,
+                                    text, lexical_weight=settings.LEXICAL_WEIGHT)
+
+
+def similar_items(item: Item, k: int, filters: Filters | None = None) -> Ranked:
+    """Nearest neighbours of a catalog item: its live vector, else its indexed one, else its image encoded here."""
+    index = active_index()
     timings: dict[str, float] = {}
-    positions = np.flatnonzero(item_of == item.pk)
+    positions = np.flatnonzero(index.item_of == item.pk)
     live = LiveVector.objects.filter(item=item).first()
     if live is not None:
         vector = live.as_array()
     elif len(positions):
-        vector = np.asarray(store.vectors("image")[positions[0]])
+        vector = np.asarray(index.store.vectors("image")[positions[0]])
     else:
-        from search.engine import timed
         from search.images import image_bytes_to_array
 
         with timed(timings, "decode"):
             image = image_bytes_to_array(open(item.image_path, "rb").read())
-        encoded = get_models().encode_photo(image)
+        encoded = pipeline.encode_photo(get_models(), image, categories=False)
         vector, timings = encoded.vector, {**timings, **encoded.timings_ms}
-    return search_vector(Encoded(vector, "image", timings), k, filters, exclude_item=item.pk)
-
-
-def search_combined(picture: Encoded, words: Encoded, k: int, filters: Filters | None = None,
-                    picture_weight: float = 0.5, text: str = "") -> SearchResult:
-    """"This shape, but red": a photo/sketch vector and a text vector ranked together by score fusion
-    (``search.fusion``); the words bring their title match too (``text``, ``LEXICAL_WEIGHT``), as in a
-    text search. Items in the live buffer join after the next reindex."""
-    from search.engine import timed
-    from search.fusion import fuse_scores
-
-    filters = filters or Filters()
-    timings = {**picture.timings_ms, **words.timings_ms}
-    version, store, item_of = active_store()
-    with timed(timings, "database"):
-        allowed = filter_mask(filters, item_of) if filters.any() else visible_mask(item_of)
-    bonus = None
-    titles = title_index(version) if text and settings.LEXICAL_WEIGHT else None
-    if titles is not None and len(titles) == len(item_of):
-        with timed(timings, "lexical"):
-            bonus = (1, settings.LEXICAL_WEIGHT * titles.scores(text))
-    with timed(timings, "ann"):
-        ranked = fuse_scores(store, [(picture.vector, picture.space, picture_weight),
-                                     (words.vector, words.space, 1.0 - picture_weight)], k, allowed=allowed,
-                             bonus=bonus)
-    with timed(timings, "database"):
-        items = Item.objects.in_bulk([int(item_of[i]) for i, _ in ranked])
-        hits = [Hit(items[int(item_of[i])], score) for i, score in ranked if int(item_of[i]) in items]
-    return SearchResult(hits=hits, timings_ms=timings, index_version=version.name)
+    return pipeline.search_vector(Encoded(vector, "image", timings), k, index, CatalogItems(), filters,
+                                  exclude_item=item.pk, rerank_weight=settings.RERANK_WEIGHT,
+                                  lexical_weight=settings.LEXICAL_WEIGHT)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import dj_database_url
 
+from search import rerank
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -87,6 +89,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "webapp.middleware.DatabaseBusyMiddleware",
+    "webapp.ratelimit.RateLimitMiddleware",  # every search and heatmap view, pages and API alike
 ]
 
 ROOT_URLCONF = "webapp.urls"
@@ -153,10 +156,10 @@ TORCH_THREADS = envint("TORCH_THREADS", 0)  # 0: PyTorch's default
 CAPTION_METHOD = env("CAPTION_METHOD", "lstm")  # draft titles: "lstm" when trained, else (or "tags") from the tags
 # Text queries: weight of the title match beside the joint text space (search.lexical); 0: off.
 LEXICAL_WEIGHT = float(env("LEXICAL_WEIGHT", "1.0"))
-RERANK_WEIGHT = float(env("RERANK_WEIGHT", "0.5"))  # category-consistent re-ranking of picture queries; 0: off
-SKETCH_ROAD = env("SKETCH_ROAD", "direct")  # "direct" (encoder saw sketches) or "gan" (pix2pix first); see README
+RERANK_WEIGHT = float(env("RERANK_WEIGHT", str(rerank.RERANK_WEIGHT)))  # re-ranking of picture queries by category; 0: off
+SKETCH_ROAD = env("SKETCH_ROAD", "direct")  # "direct" (encoder saw sketches) or "gan" (pix2pix first); docs/experiments.md
 
-# Issue 7: caches and the search rate limit. LocMem counts per process; with REDIS_URL (or CACHE_URL)
+# Caches and the search rate limit. LocMem counts per process; with REDIS_URL (or CACHE_URL)
 # every web process shares one Redis cache, so the limit holds across them.
 CACHE_URL = env("CACHE_URL", env("REDIS_URL", ""))
 if CACHE_URL:
@@ -175,7 +178,7 @@ REDIS_RESULTS_URL = env("REDIS_RESULTS_URL", REDIS_URL)
 CELERY_BROKER_DIR = envpath("CELERY_BROKER_DIR", VAR_DIR / "broker")
 CELERY_INFERENCE_QUEUE = env("CELERY_INFERENCE_QUEUE", "inference")
 CELERY_INDEX_QUEUE = env("CELERY_INDEX_QUEUE", "index")
-# With Redis unreachable a search must answer 503 within about a second (issue 20): connect within 1 s
+# With Redis unreachable a search must answer 503 within about a second: connect within 1 s
 # (a refused connection fails at once), and one quick retry only, which replaces a pooled connection that
 # went stale while Redis restarted. Celery's default for the result store is 20 retries a second apart,
 # then a RuntimeError ("the Celery application must be restarted"; it need not be: the next call
@@ -223,9 +226,10 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "inte
 # Where models run: "cpu", "cuda", or "auto" (CUDA when the process sees a GPU). Resolved lazily in the
 # process that loads the models (a worker child), never in a Celery parent.
 TORCH_DEVICE = env("TORCH_DEVICE", "cpu")
-# Interactive search in workers: the web process sends the decoded query to the inference queue
-# and waits SEARCH_WORKER_TIMEOUT seconds, so web processes never load torch. Default: on with
-# Redis (deployments), off for the embedded filesystem broker (see README for the figures).
+# Picture queries and live additions in workers: the web process sends the decoded query to the inference
+# queue and waits SEARCH_WORKER_TIMEOUT seconds. (Text queries, heatmaps and upload suggestions still run their
+# models in the web process: docs/architecture.md, where torch runs.) Default: on with Redis (deployments), off
+# for the embedded filesystem broker (docs/architecture.md has the figures).
 SEARCH_IN_WORKERS = envbool("SEARCH_IN_WORKERS", bool(REDIS_URL))
 SEARCH_WORKER_TIMEOUT = float(env("SEARCH_WORKER_TIMEOUT", "10"))
 # Reindex: items per chunk task (a Celery group over all index workers; vectors go to files under

@@ -13,8 +13,10 @@ from django.db import transaction
 from PIL import Image
 
 from search.captions import draft_from_tags, strip_brand
+from search.categories import NEIGHBOURS
 from search.images import fit_to_model
-from search.tagging import NEIGHBOURS, Suggestion, suggest_tags
+from search.pipeline import Encoded
+from search.tagging import Suggestion, suggest_tags
 from webapp.models import Item
 from webapp.queries import QueryError, decode_upload, png_data_uri
 from webapp.services import get_models
@@ -67,7 +69,6 @@ def clean_title(title: str) -> str:
 def nearest_items(vector: np.ndarray, k: int = NEIGHBOURS) -> list[tuple[Item, float]]:
     """The nearest catalog items of a photo's vector and their cosines (no category re-ranking; live additions
     included, hidden items left out), or none while there is no index."""
-    from search.engine import Encoded
     from webapp.services import SearchUnavailable, search_vector
 
     try:
@@ -83,7 +84,7 @@ def caption_draft(image: np.ndarray, suggestion: Suggestion) -> tuple[str, str]:
     else ``tags`` composes gender, colour and kind from the suggested tags ("Women Blue Jackets")."""
     models = get_models()
     if settings.CAPTION_METHOD == "lstm" and models.available("captioner"):
-        draft = strip_brand(models.generate_caption(image))
+        draft = strip_brand(models.captioner().caption(image))
         if draft:
             return draft, "lstm"
     draft = draft_from_tags(suggestion.tags)
@@ -93,10 +94,10 @@ def caption_draft(image: np.ndarray, suggestion: Suggestion) -> tuple[str, str]:
 def suggest(staged: StagedUpload, title: str) -> tuple[Suggestion, str, str, list[tuple[Item, float]]]:
     """Suggestions, their heatmap as a data URI, a draft title when there is none, and the nearest
     catalog items with their cosines. Without a title those items vote on the category
-    (``search.tagging.blend_guess``), so the page shows them beside the suggestion; the photo is embedded once
+    (``search.categories.blend_guess``), so the page shows them beside the suggestion; the photo is embedded once
     for both."""
     models = get_models()
-    vector = None if title or not models.available("encoder") else models.embed_images(staged.image[None])[0]
+    vector = None if title or not models.available("encoder") else models.encoder().embed(staged.image[None])[0]
     nearest = [] if vector is None else nearest_items(vector)
     neighbours = [(item.category, score) for item, score in nearest] or None
     suggestion = suggest_tags(models, staged.image, title, neighbours=neighbours, vector=vector)

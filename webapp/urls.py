@@ -13,7 +13,7 @@ urlpatterns = [
     # Items by their catalog id (Item.sku), the one id pages and the API show.
     path("items/<str:sku>/", catalog.item_detail, name="item"),
     path("items/<str:sku>/image", catalog.item_image, name="item-image"),
-    path("items/<str:sku>/looked.png", catalog.item_looked, name="item-looked"),
+    path("items/<str:sku>/heatmap.png", catalog.item_heatmap, name="item-heatmap"),
     path("jobs/<int:pk>/", catalog.job_page, name="job"),
     path("jobs/<int:pk>.json", catalog.job_status, name="job-status"),
     path("report/", report.model_report, name="report"),

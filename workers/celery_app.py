@@ -1,32 +1,6 @@
-"""The Celery app, configured from Django settings (``CELERY_`` namespace).
+"""The worker's entry point: ``celery -A workers.celery_app worker``. The app itself is ``webapp.celery_app``
+(Django settings configure it); its workers register the tasks of ``workers.tasks``."""
 
-Embedded default: a filesystem broker and file result backend under VAR_DIR,
-so ``make demo`` runs a real worker process with no server. ``REDIS_URL``
-switches broker and results to Redis.
-"""
+from webapp.celery_app import app
 
-import os
-
-from celery import Celery
-from celery.app import trace
-
-# One log line per task, with its timing (issue 20). Celery's success line also prints the task's return
-# value, which for a query is its vector in base64; its "received" line is silenced in settings.LOGGING.
-trace.LOG_SUCCESS = "Task %(name)s[%(id)s] succeeded in %(runtime)ss"
-
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
-
-app = Celery("sketchsearch")
-app.config_from_object("django.conf:settings", namespace="CELERY")
-
-
-@app.on_after_configure.connect
-def _make_broker_dirs(sender, **kwargs):
-    from django.conf import settings
-
-    if not settings.REDIS_URL:
-        for name in ("queue", "processed", "results", "control"):
-            (settings.CELERY_BROKER_DIR / name).mkdir(parents=True, exist_ok=True)
-
-
-app.autodiscover_tasks(["workers"])
+__all__ = ["app"]

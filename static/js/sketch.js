@@ -328,12 +328,12 @@
     meta.className = "meta";
     meta.append(hit.category);
     if (hit.heatmap_url) {
-      const looked = document.createElement("a");
-      looked.className = "looked";
-      looked.href = hit.heatmap_url;
-      looked.title = `where the model looked for ${hit.category}`;
-      looked.textContent = "heatmap";
-      meta.append(" ", looked);
+      const heatmapLink = document.createElement("a");
+      heatmapLink.className = "heatmap-link";
+      heatmapLink.href = hit.heatmap_url;
+      heatmapLink.title = `where the model looked for ${hit.category}`;
+      heatmapLink.textContent = "heatmap";
+      meta.append(" ", heatmapLink);
     }
     li.append(a, meta);
     return li;

@@ -92,7 +92,7 @@ def test_pages_css_and_js_are_served_by_the_wsgi_app_with_debug_off(tmp_path):
                          env={**manage_env(tmp_path), **env}, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-3000:]
     pages = json.loads(run.stdout.strip().splitlines()[-1])
-    expected = {"/": {"css/app.css", "js/looked.js", "js/sketch.js"}, "/admin/login/": {"admin/css/base.css"},
+    expected = {"/": {"css/app.css", "js/heatmap.js", "js/sketch.js"}, "/admin/login/": {"admin/css/base.css"},
                 "/api/docs": {"ninja/swagger-ui.css", "ninja/swagger-ui-bundle.js"}}
     for page, names in expected.items():
         assert pages[page]["status"] == 200, (page, pages[page])

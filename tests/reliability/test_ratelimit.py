@@ -1,4 +1,4 @@
-"""The search API's fixed-window rate limit per client IP."""
+"""The fixed-window rate limit per client IP of every search and heatmap path (``RateLimitMiddleware``)."""
 
 from __future__ import annotations
 
@@ -87,7 +87,24 @@ def test_heatmaps_are_counted_too(client, settings, clock, searchable):
 
     settings.SEARCH_RATE_LIMIT = "2/m"
     sku = Item.objects.first().sku
-    assert [client.get(f"/items/{sku}/looked.png").status_code for _ in range(2)] == [200, 200]
-    res = client.get(f"/items/{sku}/looked.png")
+    assert [client.get(f"/items/{sku}/heatmap.png").status_code for _ in range(2)] == [200, 200]
+    res = client.get(f"/items/{sku}/heatmap.png")
     assert res.status_code == 429 and res["Retry-After"] == "40" and "too many heatmaps" in res.content.decode()
     assert search(client).status_code == 400  # searches have their own count
+
+
+def test_the_html_search_and_item_pages_share_the_searches_count(client, settings, clock, searchable):
+    """One limit for every path that searches: the search form, item pages (their similar items) and the API."""
+    from webapp.models import Item
+
+    settings.SEARCH_RATE_LIMIT = "3/m"
+    sku = Item.objects.first().sku
+    assert client.get("/").status_code == 200  # the page alone runs no search: not counted
+    assert client.post("/", {"text": ""}).status_code == 400  # counted, then validated
+    assert client.get(f"/items/{sku}/").status_code == 200
+    assert client.get(f"/api/items/{sku}/similar").status_code == 200
+    res = client.post("/", {"text": ""})
+    assert res.status_code == 429 and res["Retry-After"] == "40" and "too many searches" in res.content.decode()
+    assert client.get(f"/items/{sku}/").status_code == 429
+    assert client.post("/api/search", {"text": ""}).json() == {"error": "too many searches: try again in 40 s"}
+    assert client.get("/").status_code == 200 and client.get("/browse/").status_code == 200

@@ -1,14 +1,14 @@
 import numpy as np
 import pytest
 
-from search import rerank
+from search import categories, rerank
 from search.evaluation import precision_at_ks
 from search.index import VectorStore, build_index
 
 
 def test_top_categories_keeps_the_likeliest_in_order():
     probs = np.array([[0.1, 0.6, 0.05, 0.25], [0.7, 0.1, 0.1, 0.1]])
-    top = rerank.top_categories(probs, ["a", "b", "c", "d"], n=2)
+    top = categories.top_categories(probs, ["a", "b", "c", "d"], n=2)
     assert [list(t) for t in top] == [["b", "d"], ["a", "b"]]
     assert top[0] == {"b": 0.6, "d": 0.25}
 

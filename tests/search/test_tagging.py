@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from search.tagging import blend_guess, neighbour_vote, suggest_tags
+from search.categories import blend_guess, neighbour_vote, picture_categories
+from search.tagging import suggest_tags
 
 
 @pytest.fixture
@@ -22,7 +23,7 @@ def test_without_a_title_the_category_is_the_searchs_photo_guess(models):
     image = photo()
     suggestion = suggest_tags(models, image)
     assert suggestion.model == "image-only"
-    guess = models.category_probs(models.embed_images(image[None]), image[None])[0]
+    guess = picture_categories(models, models.encoder().embed(image[None]), image[None])[0]
     expected = sorted(guess.items(), key=lambda kv: -kv[1])[:3]
     assert suggestion.tags["category"] == expected
     assert [p for _, p in expected] == sorted((p for _, p in expected), reverse=True)
@@ -43,10 +44,10 @@ def test_without_a_title_the_twin_runs_once(models, monkeypatch):
 
     monkeypatch.setattr(classifier_module, "predict", counting)
     image = photo()
-    suggestion = suggest_tags(models, image, vector=models.embed_images(image[None])[0])
+    suggestion = suggest_tags(models, image, vector=models.encoder().embed(image[None])[0])
     assert calls == [True]
     calls.clear()
-    guess = models.category_probs(models.embed_images(image[None]), image[None])[0]  # made here: a second run
+    guess = picture_categories(models, models.encoder().embed(image[None]), image[None])[0]  # made here: a second run
     assert calls == [True] and suggestion.tags["category"] == sorted(guess.items(), key=lambda kv: -kv[1])[:3]
 
 
@@ -77,7 +78,7 @@ def test_blend_adds_the_vote_to_the_guess_and_renormalises():
 def test_without_a_title_the_neighbours_vote_moves_the_category(models):
     image = photo()
     plain = suggest_tags(models, image)
-    other = next(c for c in models.get("classifier_image").config.label_names["category"]
+    other = next(c for c in models.classifier(image_only=True).label_names["category"]
                  if c != plain.best("category"))
     voted = suggest_tags(models, image, neighbours=[(other, 0.9)] * 10)
     guess = dict(plain.tags["category"])

@@ -17,31 +17,32 @@ def png(res) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(b"".join(res.streaming_content) if res.streaming else res.content)))
 
 
-def test_looked_at_is_a_heatmap_over_the_photo_for_a_category(searchable):
+def test_the_heatmap_is_drawn_over_the_photo_for_a_category(searchable):
     from webapp.services import get_models
+    from webapp.views.catalog import heatmap_of
 
     models = get_models()
     photo = np.asarray(draw_item("Watches", COLOURS["Green"], np.random.default_rng(1)))
-    heat, category = models.looked_at(photo, "Watches")
+    heat, category = heatmap_of(models, photo, "Watches")
     assert category == "Watches" and heat.shape == (80, 60, 3) and heat.dtype == np.uint8
     assert not np.array_equal(heat, photo)  # blended with the map
-    other, _ = models.looked_at(photo, "Tshirts")
+    other, _ = heatmap_of(models, photo, "Tshirts")
     assert not np.array_equal(heat, other)  # another class, another map
-    _, guessed = models.looked_at(photo, "no such category")  # falls back on the model's own likeliest class
-    names = models.get("encoder").config.class_names
+    _, guessed = heatmap_of(models, photo, "no such category")  # falls back on the model's own likeliest class
+    names = models.encoder().class_names
     assert guessed in names
 
 
 def test_heatmap_page_for_an_item_and_its_category(client, searchable):
     item = Item.objects.filter(category="Handbags").first()
-    res = client.get(f"/items/{item.sku}/looked.png")
+    res = client.get(f"/items/{item.sku}/heatmap.png")
     assert res["X-Heatmap-Category"] == "Handbags" and png(res).shape == (80, 60, 3)
-    res = client.get(f"/items/{item.sku}/looked.png?category=Watches")
+    res = client.get(f"/items/{item.sku}/heatmap.png?category=Watches")
     assert res["X-Heatmap-Category"] == "Watches"
-    assert f"/items/{item.sku}/looked.png" in client.get(f"/items/{item.sku}/").content.decode()
+    assert f"/items/{item.sku}/heatmap.png" in client.get(f"/items/{item.sku}/").content.decode()
     Item.objects.filter(pk=item.pk).update(hidden=True)
-    assert client.get(f"/items/{item.sku}/looked.png").status_code == 404
-    assert client.get("/items/999999/looked.png").status_code == 404
+    assert client.get(f"/items/{item.sku}/heatmap.png").status_code == 404
+    assert client.get("/items/999999/heatmap.png").status_code == 404
 
 
 def test_heatmap_without_an_encoder_says_what_to_run(client, searchable, artifacts):
@@ -50,7 +51,7 @@ def test_heatmap_without_an_encoder_says_what_to_run(client, searchable, artifac
     item = Item.objects.first()
     (artifacts / "models" / "encoder.pt").unlink()
     reset_caches()
-    res = client.get(f"/items/{item.sku}/looked.png")
+    res = client.get(f"/items/{item.sku}/heatmap.png")
     assert res.status_code == 503 and "train encoder" in res.content.decode()
 
 
@@ -63,4 +64,4 @@ def test_every_hit_links_its_heatmap(client, searchable):
         assert png(client.get(hit["heatmap_url"])).shape == (80, 60, 3)
     f.seek(0)
     html = client.post("/", {"photo": f}).content.decode()
-    assert html.count('class="looked"') == 12
+    assert html.count('class="heatmap-link"') == 12

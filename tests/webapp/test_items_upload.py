@@ -99,7 +99,7 @@ def test_without_a_title_the_nearest_items_vote(searchable, monkeypatch):
     from webapp.services import get_models
 
     staged = uploads.stage_upload(SimpleUploadedFile("bag.jpg", photo("Handbags").read(), "image/jpeg"))
-    vector = get_models().embed_images(staged.image[None])[0]
+    vector = get_models().encoder().embed(staged.image[None])[0]
     nearest = uploads.nearest_items(vector)
     assert len(nearest) == uploads.NEIGHBOURS and all(isinstance(i, Item) for i, _ in nearest)
     assert [s for _, s in nearest] == sorted((s for _, s in nearest), reverse=True)

@@ -49,11 +49,12 @@ def test_words_alone_still_find_the_right_kind_and_filters_and_hidden_items_hold
 
 
 def test_weight_zero_is_the_joint_space_alone(client, searchable_with_text, settings):
+    from search.pipeline import encode_text
     from webapp.services import get_models, search_vector
 
     settings.LEXICAL_WEIGHT = 0.0
     body = search(client, "Acme Men Blue Watches 13", k=8)
-    dense = search_vector(get_models().encode_text("Acme Men Blue Watches 13"), 8)
+    dense = search_vector(encode_text(get_models(), "Acme Men Blue Watches 13"), 8)
     assert [r["id"] for r in body["results"]] == [h.item.sku for h in dense.hits]
     assert "lexical" not in body["timings_ms"]
 

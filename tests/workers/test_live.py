@@ -10,8 +10,8 @@ pytestmark = pytest.mark.django_db
 
 
 def search_by_file(path, k=5, **filters):
+    from webapp.encoding import encode_query
     from webapp.services import Filters, search_vector
-    from workers.tasks import encode_query
 
     return [h.item.pk for h in search_vector(encode_query(path.read_bytes(), "photo"), k, Filters(**filters)).hits]
 
@@ -59,7 +59,7 @@ def test_changed_item_supersedes_its_indexed_vector(searchable, tmp_path):
 
 
 def test_live_item_is_found_by_words_before_the_next_reindex(searchable_with_text, tmp_path):
-    from search.engine import Encoded
+    from search.pipeline import Encoded, encode_text
     from webapp.indexing import add_live_item, reindex
     from webapp.models import IndexVersion
     from webapp.services import get_models, search_vector
@@ -71,13 +71,13 @@ def test_live_item_is_found_by_words_before_the_next_reindex(searchable_with_tex
                                gender="Women", image_path=str(path), source=Item.Source.UPLOAD)
 
     def by_words(k=200):
-        return [h.item.pk for h in search_vector(get_models().encode_text("Acme Women Red Handbags"), k).hits]
+        return [h.item.pk for h in search_vector(encode_text(get_models(), "Acme Women Red Handbags"), k).hits]
 
     assert item.pk not in by_words()  # not indexed, no live vector: words cannot find it
     live = add_live_item(item)
-    assert live.text_version == get_models().version("text") and live.text_vector is not None
+    assert live.text_version == get_models().text().version and live.text_vector is not None
     text_vec = np.frombuffer(bytes(live.text_vector), np.float32)
-    assert text_vec.shape == (get_models().get("text").dim,) and abs(np.linalg.norm(text_vec) - 1) < 1e-3
+    assert text_vec.shape == (get_models().text().dim,) and abs(np.linalg.norm(text_vec) - 1) < 1e-3
     assert item.pk in by_words()  # the live buffer answers in the text space too
     own = search_vector(Encoded(text_vec, "text", {}), 5).hits
     assert own[0].item.pk == item.pk and own[0].score > 0.99
@@ -109,10 +109,10 @@ def test_picture_queries_are_re_ranked_by_their_likeliest_category(searchable, s
     """A photo query carries its likeliest categories (the encoder's head with the image-only classifier);
     among its nearest items, those of a likely category gain ``RERANK_WEIGHT`` times its probability."""
     from search import rerank
-    from search.engine import Encoded
+    from search.pipeline import Encoded
     from tests.conftest import jpeg_bytes
+    from webapp.encoding import encode_query
     from webapp.services import search_vector
-    from workers.tasks import encode_query
 
     photo = jpeg_bytes(draw_item("Watches", COLOURS["Blue"], np.random.default_rng(5)))
     encoded = encode_query(photo, "photo")
@@ -144,8 +144,8 @@ def test_picture_queries_are_re_ranked_by_their_likeliest_category(searchable, s
 def test_re_ranking_off_skips_the_category_models(searchable, settings):
     """RERANK_WEIGHT=0: queries carry no categories, and no classifier runs for them."""
     from tests.conftest import jpeg_bytes
+    from webapp.encoding import encode_query
     from webapp.services import reset_caches
-    from workers.tasks import encode_query
 
     settings.RERANK_WEIGHT = 0.0
     reset_caches()

@@ -11,7 +11,8 @@ pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
 
 def test_round_trip_and_search_through_a_worker(workers, searchable, settings, client):
-    from workers.tasks import echo, encode_query
+    from webapp.encoding import encode_query
+    from workers.tasks import echo
 
     workers.start("infer", [settings.CELERY_INFERENCE_QUEUE, settings.CELERY_INDEX_QUEUE])
     assert echo.apply_async(({"x": [1, 2]},), queue=settings.CELERY_INFERENCE_QUEUE).get(timeout=20) == {"x": [1, 2]}
@@ -46,7 +47,7 @@ def test_round_trip_and_search_through_a_worker(workers, searchable, settings, c
 
 def test_bad_upload_fails_before_any_round_trip(celery_redis, settings):
     from search.images import ImageInputError
-    from workers.tasks import encode_query
+    from webapp.encoding import encode_query
 
     with pytest.raises(ImageInputError):
         encode_query(b"not an image", "photo", in_workers=True, timeout=1)
@@ -66,8 +67,8 @@ def test_no_worker_answers_unavailable(celery_redis, searchable, settings):
 
 def search(photo: bytes):
     """What webapp/queries.py does for a photo: encode (in a worker or here), then search."""
+    from webapp.encoding import encode_query
     from webapp.services import search_vector
-    from workers.tasks import encode_query
 
     return search_vector(encode_query(photo, "photo"), 5)
 

@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
 
 def test_one_line_per_task_with_its_timing_and_no_vectors(workers, searchable, settings):
-    from workers.tasks import encode_query
+    from webapp.encoding import encode_query
 
     workers.start("infer", [settings.CELERY_INFERENCE_QUEUE])
     photo = jpeg_bytes(draw_item("Watches", COLOURS["Blue"], np.random.default_rng(5)))

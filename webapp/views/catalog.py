@@ -1,6 +1,5 @@
 """Browsing the catalog, item pages with similar items, item images, job progress."""
 
-from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse
@@ -8,12 +7,12 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET
 
+from search.categories import picture_categories
 from search.images import ImageInputError, image_bytes_to_array
-from webapp import ratelimit
 from webapp.indexing import STEPS, expire_if_stale
 from webapp.models import Item, Job
 from webapp.queries import png_bytes
-from webapp.services import Filters, SearchUnavailable, get_models, similar_items
+from webapp.services import Filters, SearchUnavailable, get_models, similar_items, visible_items
 from webapp.views.report import duration
 from webapp.views.search import facets
 
@@ -24,7 +23,7 @@ PAGE_SIZE = 48
 def browse(request):
     filters = Filters(category=request.GET.get("category", ""), gender=request.GET.get("gender", ""),
                       colour=request.GET.get("colour", ""))
-    page = Paginator(filters.queryset().order_by("pk"), PAGE_SIZE).get_page(request.GET.get("page"))
+    page = Paginator(visible_items(filters).order_by("pk"), PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
     return render(request, "webapp/browse.html", {"page": page, "filters": filters, "querystring": query.urlencode(),
@@ -34,7 +33,7 @@ def browse(request):
 @require_GET
 def item_detail(request, sku: str):
     item = get_object_or_404(Item, sku=sku, hidden=False)
-    context = {"item": item, "looked": get_models().available("encoder")}
+    context = {"item": item, "heatmap": get_models().available("encoder")}
     try:
         context["result"] = similar_items(item, 12)
     except SearchUnavailable as exc:
@@ -62,15 +61,9 @@ def item_image(request, sku: str):
 
 @require_GET
 @cache_control(max_age=3600)
-def item_looked(request, sku: str):
+def item_heatmap(request, sku: str):
     """PNG: where Image2Vec looked in an item's photo for ``?category=`` (default: the item's own category), its
     class activation map over the photo. Results and item pages show it on demand."""
-    try:  # a forward pass per picture: counted like searches, per client
-        ratelimit.check(request, "heatmap", settings.SEARCH_RATE_LIMIT, "heatmaps")
-    except ratelimit.RateLimited as exc:
-        response = HttpResponse(str(exc), status=429, content_type="text/plain")
-        response["Retry-After"] = str(exc.retry_after)
-        return response
     item = visible_item(request, sku)
     models = get_models()
     if not models.available("encoder"):
@@ -81,10 +74,20 @@ def item_looked(request, sku: str):
             image = image_bytes_to_array(fh.read())
     except (OSError, ImageInputError):
         raise Http404("image file missing or unreadable") from None
-    heatmap, category = models.looked_at(image, request.GET.get("category", "") or item.category)
+    heatmap, category = heatmap_of(models, image, request.GET.get("category", "") or item.category)
     response = HttpResponse(png_bytes(heatmap), content_type="image/png")
     response["X-Heatmap-Category"] = category
     return response
+
+
+def heatmap_of(models, image, category: str):
+    """Where Image2Vec looked in a photo for ``category`` (else for its own likeliest articleType): the
+    heatmap, and the category it was drawn for."""
+    encoder = models.encoder()
+    if category not in encoder.class_names:
+        probs = picture_categories(models, encoder.embed(image[None]))[0]
+        category = max(probs, key=probs.get)
+    return encoder.heatmap(image, category), category
 
 
 def plural(n: int, word: str) -> str:

@@ -5,8 +5,8 @@ from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from search.engine import ModelMissingError
-from search.tagging import neighbour_vote
+from search.categories import neighbour_vote
+from search.trained import ModelMissingError
 from webapp import uploads
 from webapp.queries import QueryError
 from webapp.views.search import facets

@@ -3,7 +3,7 @@
 from django.shortcuts import render
 from django.views.decorators.http import require_http_methods
 
-from search.engine import ModelMissingError
+from search.trained import ModelMissingError
 from webapp.models import IndexVersion, Item
 from webapp.queries import Query, QueryError, clamp_k, run
 from webapp.services import Filters, SearchUnavailable

@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from search.catalog import split_of
-from search.engine import MODEL_FILES
+from search.trained import MODEL_FILES, read_checkpoint
 from webapp.models import IndexVersion, Item
 
 # What the demo needs; the captioner is left to `make train` (until then draft titles come from the suggested tags).
@@ -28,10 +28,8 @@ class Command(BaseCommand):
 
     @staticmethod
     def text_is_stale(models_dir) -> bool:
-        from models.checkpoint import load_checkpoint
-
-        encoder = load_checkpoint(models_dir / MODEL_FILES["encoder"], "encoder")["version"]
-        return load_checkpoint(models_dir / MODEL_FILES["text"], "text")["config"].get("encoder_version") != encoder
+        encoder = read_checkpoint(models_dir, "encoder")["version"]
+        return read_checkpoint(models_dir, "text")["config"].get("encoder_version") != encoder
 
     def evaluate_sample(self) -> None:
         """Real figures for the model report: an evaluation on a sample of the test split, unless the report already
@@ -71,7 +69,9 @@ class Command(BaseCommand):
             self.step(f"catalog: importing {settings.CATALOG_DIR}")
             call_command("import_catalog", str(settings.CATALOG_DIR))
 
-        models_dir = settings.ARTIFACTS_DIR / "models"
+        from webapp.services import models_dir
+
+        models_dir = models_dir()
         missing = [role for role in DEMO_ROLES if not (models_dir / MODEL_FILES[role]).is_file()]
         if "encoder" not in missing and "text" not in missing and self.text_is_stale(models_dir):
             self.step("models: the text model was trained against another encoder; it is trained again")
@@ -86,9 +86,9 @@ class Command(BaseCommand):
 
         active = IndexVersion.objects.filter(is_active=True).first()
         models = get_models()
-        wants_text = models.available("text") and models.text_space() == "text"
-        if (active is None or active.encoder_version != models.version("encoder")
-                or (wants_text and (active.manifest or {}).get("models", {}).get("text") != models.version("text"))):
+        wants_text = models.available("text") and models.text().index_space == "text"
+        if (active is None or active.encoder_version != models.encoder().version
+                or (wants_text and (active.manifest or {}).get("models", {}).get("text") != models.text().version)):
             self.step("index: building the search index")
             call_command("reindex")
         else:

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from search.engine import ModelMissingError
+from search.trained import ModelMissingError
 from webapp.indexing import claim, reindex, request_reindex
 from webapp.models import Job
 
@@ -38,7 +38,7 @@ class Command(BaseCommand):
             return False
 
     def through_workers(self, reuse: bool, shards: int | None, wait: bool) -> None:
-        from workers.tasks import start_reindex
+        from webapp.indexing import start_reindex
 
         try:
             job, created = start_reindex(reuse=reuse, shards=shards)

@@ -2,7 +2,7 @@
 // (click again for the photo). Without JavaScript the link opens the heatmap itself.
 (() => {
   document.addEventListener("click", (event) => {
-    const link = event.target.closest("a.looked");
+    const link = event.target.closest("a.heatmap-link");
     if (!link) return;
     const card = link.closest(".card");
     const img = card && card.querySelector("img");

@@ -1,0 +1,91 @@
+"""What kind of item a picture query shows: the likeliest articleTypes, with probabilities.
+
+Two sources, both measured on the validation split (``manage.py evaluate``; docs/experiments.md):
+
+* the models' guess (``picture_categories``): the encoder's own cosine head, averaged for photos with the
+  image-only classifier's mirror-averaged prediction when that model knows the same classes;
+* the vote of the nearest catalog items (``neighbour_vote``): each of the ``NEIGHBOURS`` nearest (plain cosine,
+  no re-ranking) votes with weight exp((cosine - best cosine) / ``NEIGHBOUR_TEMPERATURE``), so near-copies
+  outvote the merely similar; the vote (summing to 1) joins the guess with ``NEIGHBOUR_WEIGHT``
+  (``blend_guess``). It lifts photo queries and untitled uploads, not sketches.
+
+``search.rerank`` re-ranks a query's hits with the result; ``search.tagging`` suggests an upload's category.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from search.trained import TrainedModels
+
+TOP_CATEGORIES = 10  # a query carries its 10 likeliest categories; the rest count as probability 0
+NEIGHBOURS = 10
+NEIGHBOUR_TEMPERATURE = 0.02
+NEIGHBOUR_WEIGHT = 2.0
+
+
+def top_categories(probs: np.ndarray, class_names: Sequence[str], n: int = TOP_CATEGORIES) -> list[dict[str, float]]:
+    """(N, C) probabilities over ``class_names`` -> per row, the ``n`` likeliest {category: probability}."""
+    probs = np.asarray(probs, dtype=np.float64)
+    order = np.argsort(-probs, axis=1)[:, :n]
+    return [{class_names[j]: round(float(row[j]), 6) for j in idx} for row, idx in zip(probs, order, strict=True)]
+
+
+def picture_categories(models: TrainedModels, vectors: np.ndarray, images: np.ndarray | None = None,
+                       classifier_probs: np.ndarray | None = None) -> list[dict[str, float]]:
+    """The likeliest articleTypes of picture queries from their Image2Vec vectors (N, D).
+
+    Photos (``images``, uint8 (N, 80, 60, 3)) also take the image-only classifier's prediction, averaged in
+    when that model is trained on the same classes (``classifier_probs``: that prediction, (N, C), when the
+    caller has already made it). A sketch passes neither: the classifier never saw sketches."""
+    encoder = models.encoder()
+    names = encoder.class_names
+    probs = encoder.category_probs(vectors)
+    if (images is not None or classifier_probs is not None) and models.available("classifier_image"):
+        from models.classifier import MAIN_HEAD
+
+        twin = models.classifier(image_only=True)
+        if list(twin.label_names[MAIN_HEAD]) == names:
+            if classifier_probs is None:
+                classifier_probs = twin.predict(images, flip_average=True)[MAIN_HEAD]
+            probs = (probs + classifier_probs) / 2
+    return top_categories(probs, names)
+
+
+def neighbour_vote(neighbours: Sequence[tuple[str, float]],
+                   temperature: float = NEIGHBOUR_TEMPERATURE) -> dict[str, float]:
+    """(category, cosine) of the nearest catalog items -> each category's share of their similarity-weighted
+    votes (``temperature`` 0: one vote each)."""
+    neighbours = [(c, float(s)) for c, s in neighbours if c]
+    if not neighbours:
+        return {}
+    best = max(s for _, s in neighbours)
+    votes: Counter = Counter()
+    for category, score in neighbours:
+        votes[category] += float(np.exp((score - best) / temperature)) if temperature else 1.0
+    total = sum(votes.values())
+    return {c: v / total for c, v in votes.items()}
+
+
+def blend_guess(guess: dict[str, float], vote: dict[str, float], weight: float = NEIGHBOUR_WEIGHT) -> dict[str, float]:
+    """A model's category probabilities plus ``weight`` x the neighbours' vote, renormalised to sum to 1."""
+    if not vote or not weight:
+        return dict(guess)
+    mixed = {c: guess.get(c, 0.0) + weight * vote.get(c, 0.0) for c in set(guess) | set(vote)}
+    total = sum(mixed.values()) or 1.0
+    return {c: p / total for c, p in mixed.items()}
+
+
+def with_vote(probs: dict[str, float] | None, scores: Sequence[float], categories: Sequence[str | None],
+              ) -> dict[str, float] | None:
+    """A photo query's category distribution blended with the vote of its nearest candidates (``scores``:
+    cosines, ``categories``: their categories, in any order; the ``NEIGHBOURS`` nearest vote)."""
+    if not probs:
+        return probs
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")[:NEIGHBOURS]
+    return blend_guess(probs, neighbour_vote([(categories[i] or "", float(scores[i])) for i in order]))
