@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from search.dataset import Dataset, load_dataset
-from search.engine import MODEL_FILES
+from search.trained import MODEL_FILES
 
 ROLES = ["encoder", "sketch2image", "text", "classifier", "classifier_image", "captioner"]
 PROFILE_NAMES = ["auto", "cpu", "full", "quick", "tiny"]

@@ -27,7 +27,7 @@ class Command(BaseCommand):
     def handle(self, *args, roles, profile, device, catalog, limit, missing_only, restart, drawings, **opts):
         roles = ROLES if "all" in roles else roles
         models_dir = settings.ARTIFACTS_DIR / "models"
-        from search.engine import MODEL_FILES
+        from search.trained import MODEL_FILES
 
         if missing_only:
             roles = [r for r in roles if not (models_dir / MODEL_FILES[r]).is_file()]
