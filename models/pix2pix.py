@@ -14,10 +14,19 @@ Decisions, and why:
   (stable results while drawing, cacheable, testable). Dropout is used while
   training as a regulariser in the two innermost decoder levels and
   ``model.eval()`` turns it off.
-* **GroupNorm instead of BatchNorm.** Its output does not depend on the batch,
-  so training (batches of 64-256) and inference (one sketch) see the same
-  network; BatchNorm running statistics in a GAN drift from what the batch
-  statistics were during training.
+* **Resize-convolution in the decoder** (``upsample="resize"``): each level
+  doubles the size by nearest-neighbour upsampling and then applies a 3x3
+  convolution (Odena et al. 2016, "Deconvolution and checkerboard artifacts").
+  A stride-2 4x4 transposed convolution gives even and odd output pixels
+  different kernel taps, which drew a checkerboard over every picture; a
+  nearest upsample has no energy at the Nyquist frequency and a convolution
+  adds none, so the pattern cannot appear. ``"transpose"`` is the former
+  design, kept so that checkpoints written with it still load.
+* **InstanceNorm** (``norm="instance"``, no running statistics): like the
+  former GroupNorm its output does not depend on the batch, so training and
+  inference (one sketch) see the same network, and unlike BatchNorm there are
+  no running statistics to drift from the batch statistics of training; on
+  2 CPU cores it is about 3x faster than GroupNorm in a training step.
 * **LSGAN (least squares) loss** (``GANLoss("lsgan")``). The vanilla BCE loss
   saturates once the critic wins, which at this tiny resolution happens within
   a few hundred steps; the squared error keeps giving the generator gradients
@@ -49,17 +58,37 @@ class Pix2PixConfig:
     dropout: float = 0.5  # training only, innermost decoder levels
     dropout_levels: int = 2
     gan_mode: str = "lsgan"
+    upsample: str = "resize"  # decoder: "resize" (nearest upsample + 3x3 conv) or "transpose" (the former design)
+    norm: str = "instance"  # "instance", "batch" or "group" (the former design)
+
+    def __post_init__(self):
+        if self.upsample not in ("resize", "transpose"):
+            raise ValueError(f"unknown upsample {self.upsample!r}; use 'resize' or 'transpose'")
+        if self.norm not in ("instance", "batch", "group"):
+            raise ValueError(f"unknown norm {self.norm!r}; use 'instance', 'batch' or 'group'")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> Pix2PixConfig:
-        return cls(**d)
+        # Checkpoints written before these fields existed hold the transposed-conv, GroupNorm networks.
+        return cls(**{"upsample": "transpose", "norm": "group", **d})
 
 
-def _norm(channels: int) -> nn.GroupNorm:
+def _norm(kind: str, channels: int) -> nn.Module:
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels, affine=True)
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
     return nn.GroupNorm(min(8, channels // 4), channels)
+
+
+def _upsample(kind: str, cin: int, cout: int, bias: bool) -> nn.Module:
+    """Twice the height and width."""
+    if kind == "transpose":
+        return nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=bias)
+    return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(cin, cout, 3, 1, 1, bias=bias))
 
 
 class UnetGenerator(nn.Module):
@@ -75,7 +104,7 @@ class UnetGenerator(nn.Module):
             innermost, outermost = i == config.depth - 1, i == 0
             layers: list[nn.Module] = [nn.Conv2d(cin, cout, 4, 2, 1, bias=outermost or innermost)]
             if not (outermost or innermost):
-                layers.append(_norm(cout))
+                layers.append(_norm(config.norm, cout))
             layers.append(nn.ReLU(inplace=True) if innermost else nn.LeakyReLU(0.2, inplace=True))
             self.down.append(nn.Sequential(*layers))
             cin = cout
@@ -83,9 +112,9 @@ class UnetGenerator(nn.Module):
         for i in reversed(range(config.depth)):
             cin = widths[i] if i == config.depth - 1 else 2 * widths[i]
             if i == 0:
-                self.up.append(nn.Sequential(nn.ConvTranspose2d(cin, 3, 4, 2, 1), nn.Tanh()))
+                self.up.append(nn.Sequential(_upsample(config.upsample, cin, 3, bias=True), nn.Tanh()))
                 continue
-            layers = [nn.ConvTranspose2d(cin, widths[i - 1], 4, 2, 1, bias=False), _norm(widths[i - 1])]
+            layers = [_upsample(config.upsample, cin, widths[i - 1], bias=False), _norm(config.norm, widths[i - 1])]
             if config.depth - 1 - i < config.dropout_levels and config.dropout > 0:
                 layers.append(nn.Dropout(config.dropout))
             layers.append(nn.ReLU(inplace=True))
@@ -117,7 +146,8 @@ class PatchDiscriminator(nn.Module):
         for i in range(1, config.d_layers + 1):
             cout = config.ndf * min(2**i, 8)
             stride = 2 if i < config.d_layers else 1
-            layers += [nn.Conv2d(cin, cout, 4, stride, 1, bias=False), _norm(cout), nn.LeakyReLU(0.2, inplace=True)]
+            layers += [nn.Conv2d(cin, cout, 4, stride, 1, bias=False), _norm(config.norm, cout),
+                       nn.LeakyReLU(0.2, inplace=True)]
             cin = cout
         layers.append(nn.Conv2d(cin, 1, 4, 1, 1))
         self.net = nn.Sequential(*layers)

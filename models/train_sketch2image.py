@@ -11,7 +11,15 @@ One step is the paper's: a discriminator step on (sketch, real) vs
 ``l1_weight`` x L1 to the real photo. After every epoch the loop measures the
 validation L1, writes ``<stem>-samples/epoch-NNN.png`` (sketch | generated |
 real for fixed validation items) and ``<stem>-losses.png`` next to the
-checkpoint, and keeps a ``.partial`` file to resume from.
+checkpoint, and keeps a ``.partial`` file to resume from. The checkpoint holds
+the generator of the epoch with the lowest validation L1.
+
+On a CPU the networks run channels-last (oneDNN's fast layout). bfloat16
+autocast is a profile switch (``cpu_bf16``), used only where the CPU has
+avx512_bf16: on the 2-core Xeon this was tuned on, bf16 convolutions took
+1.5-1.8x the time of fp32 ones in a training step (forward + backward, 1
+thread, CPU time: 64->64 3x3 at 40x32, batch 32: 80 ms fp32, 117 ms bf16), so
+the ``cpu`` profile trains in fp32.
 """
 
 from __future__ import annotations
@@ -22,12 +30,20 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from tqdm import tqdm
 
 from models.checkpoint import save_checkpoint
 from models.pix2pix import GANLoss, PatchDiscriminator, Pix2PixConfig, UnetGenerator
-from models.training import EpochCheckpointer, Timer, pick_device, seed_everything, to_float_images
+from models.training import (
+    BestEpoch,
+    EpochCheckpointer,
+    Timer,
+    autocast_for,
+    for_inference,
+    pick_device,
+    seed_everything,
+    to_float_images,
+)
 
 
 @dataclass
@@ -42,6 +58,10 @@ class Sketch2ImageProfile:
     max_val_items: int | None = 2000
     ngf: int = 32
     ndf: int = 32
+    norm: str = "instance"  # see models.pix2pix
+    upsample: str = "resize"
+    cpu_bf16: bool = False  # bfloat16 autocast on a CPU with avx512_bf16 (slower than fp32 where measured)
+    sketch_variants: int = 3  # drawings of each training photo (search.train draws them)
     thicken_p: float = 0.2  # share of sketches whose strokes grow by one pixel
     erase_p: float = 0.25  # share of sketches with a patch of strokes erased
     n_samples: int = 8  # validation items in the per-epoch sample grid
@@ -52,6 +72,12 @@ PROFILES = {
     # ~4 minutes on 2 CPU cores: a half-width network, 6,400 images seen; blurry colours and shapes.
     "quick": Sketch2ImageProfile("quick", epochs=1, batch_size=32, lr=4e-4, max_train_items=3200, max_val_items=500,
                                  ngf=16, ndf=16),
+    # 2 CPU cores, ~12 minutes (the GAN's share of the CPU profile's hour): 1,500 steps of batch 32, 4 epochs of
+    # 12,000 photos with one drawing each. Measured for the whole role on 2 cores shared with other work (load ~4):
+    # 12 min 29 s wall, 539 s of CPU time; 0.46 s a step with its validation, ~40 s to draw 13,000 sketches. The
+    # width is spent on steps: a step of ngf 32 costs ~3x one of ngf 16, and this short schedule needs the steps.
+    "cpu": Sketch2ImageProfile("cpu", epochs=4, batch_size=32, lr=3e-4, max_train_items=12000, max_val_items=1000,
+                               ngf=16, ndf=16, sketch_variants=1, n_samples=16),
     # GPU (H100, bf16): all of the training split; ~3-5 minutes.
     "full": Sketch2ImageProfile("full", epochs=40, batch_size=128, lr=2e-4, max_val_items=None),
     # For tests: a few seconds.
@@ -91,9 +117,10 @@ def train_sketch2image(train_photos: np.ndarray, train_sketches: np.ndarray, val
     dev = pick_device(device)
     seed_everything(prof.seed)
     out_path = Path(out_path)
-    config = Pix2PixConfig(ngf=prof.ngf, ndf=prof.ndf)
-    generator = UnetGenerator(config).to(dev)
-    critic = PatchDiscriminator(config).to(dev)
+    config = Pix2PixConfig(ngf=prof.ngf, ndf=prof.ndf, norm=prof.norm, upsample=prof.upsample)
+    layout = torch.channels_last if dev.type == "cpu" else torch.contiguous_format
+    generator = UnetGenerator(config).to(dev, memory_format=layout)
+    critic = PatchDiscriminator(config).to(dev, memory_format=layout)
     gan_loss = GANLoss(config.gan_mode)
 
     variants = np.asarray(train_sketches)
@@ -126,6 +153,7 @@ def train_sketch2image(train_photos: np.ndarray, train_sketches: np.ndarray, val
     checkpointer = EpochCheckpointer(out_path)
     history: list[dict] = []
     curve: list[dict] = []  # running means every few steps, for the loss plot
+    best = BestEpoch("neg_val_l1")
     start_epoch = 0
     state = checkpointer.load(signature) if resume else None
     if state:
@@ -136,9 +164,9 @@ def train_sketch2image(train_photos: np.ndarray, train_sketches: np.ndarray, val
         sched_g.load_state_dict(state["sched_g"])
         sched_d.load_state_dict(state["sched_d"])
         start_epoch, history, curve = state["epoch"], state["history"], state["curve"]
+        best.load(state["best"])
     timer = Timer(already=history[-1]["seconds"] if history else 0.0)
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda"
-                else torch.autocast("cpu", enabled=False))
+    autocast = autocast_for(dev, training=prof.cpu_bf16)  # bf16 on this CPU only when the profile asks
     log_every = max(1, steps_per_epoch // 10)
 
     for epoch in range(start_epoch, prof.epochs):
@@ -192,8 +220,10 @@ def train_sketch2image(train_photos: np.ndarray, train_sketches: np.ndarray, val
         sched_g.step()
         sched_d.step()
 
-        fakes = generate_tensor(generator, val_x)
+        with autocast:
+            fakes = generate_tensor(generator, val_x)
         val_l1 = float((to_float_images(fakes) - to_float_images(val_y)).abs().mean()) if n_val else float("nan")
+        best.update(generator, {"neg_val_l1": -val_l1}, epoch + 1)
         done = (steps_per_epoch // log_every) * log_every  # steps whose losses reached ``sums``
         history.append({"epoch": epoch + 1, **{k: v.item() / done for k, v in sums.items()}, "val_l1": val_l1,
                         "seconds": timer.seconds})
@@ -203,15 +233,19 @@ def train_sketch2image(train_photos: np.ndarray, train_sketches: np.ndarray, val
         if show_progress:
             h = history[-1]
             tqdm.write(f"epoch {epoch + 1}: loss_d {h['loss_d']:.3f} loss_g_gan {h['loss_g_gan']:.3f} "
-                       f"l1 {h['loss_l1']:.3f} val_l1 {val_l1:.3f}")
+                       f"l1 {h['loss_l1']:.3f} val_l1 {val_l1:.3f} ({h['seconds']:.0f}s)")
         checkpointer.save(signature, generator=generator.state_dict(), critic=critic.state_dict(),
                           opt_g=opt_g.state_dict(), opt_d=opt_d.state_dict(), sched_g=sched_g.state_dict(),
-                          sched_d=sched_d.state_dict(), epoch=epoch + 1, history=history, curve=curve)
+                          sched_d=sched_d.state_dict(), epoch=epoch + 1, history=history, curve=curve,
+                          best=best.to_dict())
 
-    final = history[-1] if history else {}
+    if best.state is not None:
+        generator.load_state_dict(best.state)
     payload = save_checkpoint(
-        out_path, kind="sketch2image", config=config.to_dict(), model=generator.cpu(),
-        metrics={"val_l1": final.get("val_l1", float("nan")), "n_val": n_val},
+        out_path, kind="sketch2image", config=config.to_dict(),
+        model=generator.cpu().to(memory_format=torch.contiguous_format),
+        metrics={"val_l1": -best.value if best.state is not None else float("nan"), "best_epoch": best.epoch,
+                 "n_val": n_val},
         train={"profile": asdict(prof), "device": str(dev), "n_train": n_train, "variants": int(variants.shape[0]),
                "seconds": timer.seconds, "history": history, "curve": curve, "threads": torch.get_num_threads()},
     )
@@ -229,21 +263,26 @@ def loss_plot_path(out_path: Path) -> Path:
 
 def save_sample_grid(sketches: np.ndarray, generated: np.ndarray, real: np.ndarray, path: Path,
                      columns: int = 4, scale: int = 2) -> None:
-    """PNG of (sketch | generated | real) triples, ``columns`` triples a row."""
-    n, h, w = sketches.shape
-    gap = 4
-    rows = -(-n // columns)
-    cell = 3 * w + gap
-    sheet = np.full((rows * (h + gap) + gap, min(n, columns) * (cell + gap) + gap, 3), 160, np.uint8)
-    for i in range(n):
-        r, c = divmod(i, columns)
-        y, x = gap + r * (h + gap), gap + c * (cell + gap)
-        sheet[y : y + h, x : x + w] = sketches[i][..., None]
-        sheet[y : y + h, x + w : x + 2 * w] = generated[i]
-        sheet[y : y + h, x + 2 * w : x + 3 * w] = real[i]
+    """PNG of (sketch | generated | real) triples, ``columns`` triples a row (torchvision ``make_grid``)."""
+    from torchvision.utils import make_grid, save_image
+
+    def chw(images: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(np.ascontiguousarray(images))
+        x = x[..., None].expand(*x.shape, 3) if x.ndim == 3 else x  # a sketch as grey RGB
+        return x.permute(0, 3, 1, 2).float().div(255.0)
+
+    triples = torch.cat([chw(sketches), chw(generated), chw(real)], dim=3)  # side by side, per item
+    triples = F.interpolate(triples, scale_factor=scale, mode="nearest")
     path.parent.mkdir(parents=True, exist_ok=True)
-    img = Image.fromarray(sheet)
-    img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST).save(path)
+    save_image(make_grid(triples, nrow=columns, padding=4 * scale, pad_value=0.63), path)
+
+
+def save_sheet(generator: UnetGenerator, sketches: np.ndarray, photos: np.ndarray, path: str | Path,
+               columns: int = 4) -> Path:
+    """The generator's pictures of ``sketches`` beside them and their photos: a sketch | generated | real sheet."""
+    path = Path(path)
+    save_sample_grid(sketches, generate(generator, sketches), photos, path, columns=columns)
+    return path
 
 
 def save_loss_plot(history: list[dict], curve: list[dict], steps_per_epoch: int, path: Path) -> None:
@@ -271,10 +310,11 @@ def save_loss_plot(history: list[dict], curve: list[dict], steps_per_epoch: int,
 
 
 def load_generator(payload: dict, device: str | torch.device = "cpu") -> UnetGenerator:
-    """The generator of a "sketch2image" checkpoint, in eval mode (no dropout: same sketch, same image)."""
+    """The generator of a "sketch2image" checkpoint, in eval mode (no dropout: same sketch, same image),
+    channels-last (``for_inference``)."""
     model = UnetGenerator(Pix2PixConfig.from_dict(payload["config"]))
     model.load_state_dict(payload["model"])
-    return model.to(device).eval()
+    return for_inference(model, device)
 
 
 @torch.no_grad()

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from search.dataset import Dataset, load_dataset
+from search.dataset import Dataset, SplitData, load_dataset
 from search.trained import MODEL_FILES
 
 ROLES = ["encoder", "sketch2image", "text", "classifier", "classifier_image", "captioner"]
@@ -101,6 +101,16 @@ def training_sketches(data: Dataset, variants: int = 1, only: np.ndarray | None 
     return train, sketches_of(data.val.images, seed=99, framed=True)
 
 
+SHEET_TYPES = ("Tshirts", "Casual Shoes", "Handbags", "Sunglasses", "Sports Shoes", "Heels", "Watches", "Backpacks")
+
+
+def sheet_items(split: SplitData, class_names: list[str], per_type: int = 3) -> np.ndarray:
+    """Indices of the first ``per_type`` items of each of ``SHEET_TYPES`` in a split (the GAN's sheet)."""
+    picked = [np.flatnonzero(split.labels == class_names.index(t))[:per_type] for t in SHEET_TYPES
+              if t in class_names]
+    return np.concatenate(picked) if picked else np.arange(min(len(split.labels), per_type * len(SHEET_TYPES)))
+
+
 def training_pool(drawings: Path | None, artifacts_dir: Path, class_names: list[str]):
     """People's drawings to train the encoder on, with their articleType labels (``None`` without a folder)."""
     if drawings is None or not Path(drawings).is_dir():
@@ -159,18 +169,23 @@ def train_role(role: str, data: Dataset, artifacts_dir: Path, *, profile: str, d
                              data.class_names, out, profile=prof, device=device, resume=resume,
                              train_sketches=train_sketches, val_sketches=val_sketches, gallery=gallery, pool=pool)
     if role == "sketch2image":
-        from models.train_sketch2image import PROFILES, train_sketch2image
+        from models.train_sketch2image import PROFILES, load_generator, save_sheet, train_sketch2image
 
         prof = resolve_profile(PROFILES, profile, overrides)
         n = len(data.train.images) if prof.max_train_items is None else min(prof.max_train_items, len(data.train.images))
         subset = np.sort(np.random.default_rng(prof.seed).permutation(len(data.train.images))[:n])
         photos = data.train.images[subset]
-        variants = np.stack([sketches_of(photos, seed=10 + v) for v in range(3)])
+        variants = np.stack([sketches_of(photos, seed=10 + v) for v in range(prof.sketch_variants)])
         n_val = len(data.val.images) if prof.max_val_items is None else min(prof.max_val_items, len(data.val.images))
         val_photos = data.val.images[:n_val]
         prof = dataclasses.replace(prof, max_train_items=None)  # already cut to the subset above
-        return train_sketch2image(photos, variants, val_photos, sketches_of(val_photos, seed=99), out,
-                                  profile=prof, device=device, resume=resume)
+        payload = train_sketch2image(photos, variants, val_photos, sketches_of(val_photos, seed=99), out,
+                                     profile=prof, device=device, resume=resume)
+        shown = sheet_items(data.val, data.class_names)
+        sheet = save_sheet(load_generator(payload), sketches_of(data.val.images[shown], seed=98),
+                           data.val.images[shown], artifacts_dir / "reports" / "sketch2image-sheet.png")
+        print(f"sketch | generated | real for {len(shown)} validation items: {sheet}")
+        return payload
     if role == "text":
         from models.train_text import PROFILES, train_text
         from search.features import catalog_descriptors

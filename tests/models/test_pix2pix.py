@@ -5,11 +5,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import models.train_sketch2image as s2i
 from models.checkpoint import load_checkpoint
 from models.pix2pix import GANLoss, PatchDiscriminator, Pix2PixConfig, UnetGenerator
-from models.train_sketch2image import PROFILES, generate, load_generator, train_sketch2image
+from models.train_sketch2image import PROFILES, generate, load_generator, save_sheet, train_sketch2image
+from models.training import autocast_for
 
 SMALL = Pix2PixConfig(ngf=8, ndf=8)
 
@@ -65,6 +67,58 @@ def test_config_round_trips():
     assert Pix2PixConfig.from_dict(cfg.to_dict()) == cfg
 
 
+def test_a_config_from_before_resize_convolution_rebuilds_the_former_network():
+    old = {k: v for k, v in SMALL.to_dict().items() if k not in ("upsample", "norm")}
+    cfg = Pix2PixConfig.from_dict(old)
+    assert (cfg.upsample, cfg.norm) == ("transpose", "group")
+    assert any(isinstance(m, torch.nn.ConvTranspose2d) for m in UnetGenerator(cfg).modules())
+    assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in UnetGenerator(SMALL).modules())
+    with pytest.raises(ValueError):
+        Pix2PixConfig(upsample="pixelshuffle")
+
+
+def nyquist_share(images: np.ndarray) -> float:
+    """Share of an image batch's spectral energy (mean removed) at the Nyquist row and column.
+
+    A stride-2 transposed convolution gives even and odd pixels different kernel taps: the pattern it draws
+    alternates every pixel, which is energy at exactly these frequencies. Photos have little there.
+    """
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
+    power = torch.fft.fft2(x - x.mean(dim=(-2, -1), keepdim=True)).abs() ** 2
+    h, w = x.shape[-2:]
+    nyquist = power[..., h // 2, :].sum() + power[..., :, w // 2].sum() - power[..., h // 2, w // 2].sum()
+    return float(nyquist / power.sum())
+
+
+def tiny_trained_pictures(tmp_path, **design) -> tuple[np.ndarray, np.ndarray]:
+    """A tiny generator trained 24 steps on box pairs, its pictures of 8 held-out sketches, and their photos."""
+    photos, sketches = pairs(72)
+    profile = replace(PROFILES["tiny"], epochs=3, lr=1e-3, **design)
+    payload = train_sketch2image(photos[:64], sketches[:64], photos[64:], sketches[64:], tmp_path / "g.pt",
+                                 profile=profile, device="cpu", show_progress=False)
+    return generate(load_generator(payload), sketches[64:]), photos[64:]
+
+
+CHECKERBOARD = 0.01  # measured: resize-convolution 0.0001-0.0002, the box photos 0.0007, transposed 0.46-0.51
+
+
+def test_the_generator_draws_no_checkerboard(tmp_path):
+    pictures, photos = tiny_trained_pictures(tmp_path)
+    assert nyquist_share(photos) < CHECKERBOARD
+    assert nyquist_share(pictures) < CHECKERBOARD
+
+
+def test_the_checkerboard_measure_sees_the_former_transposed_convolution(tmp_path):
+    pictures, _ = tiny_trained_pictures(tmp_path, upsample="transpose", norm="group")
+    assert nyquist_share(pictures) > CHECKERBOARD
+
+
+def test_cpu_training_runs_in_fp32_unless_bf16_is_asked_for():
+    assert not torch.is_autocast_enabled("cpu")
+    with autocast_for(torch.device("cpu"), training=False):
+        assert not torch.is_autocast_enabled("cpu")
+
+
 def test_tiny_training_writes_a_checkpoint_that_reloads(tmp_path):
     photos, sketches = pairs(40)
     variants = np.stack([sketches, 255 - (255 - sketches) // 2])  # two drawings of each item
@@ -72,7 +126,11 @@ def test_tiny_training_writes_a_checkpoint_that_reloads(tmp_path):
     payload = train_sketch2image(photos[:32], variants[:, :32], photos[32:], sketches[32:], out, profile="tiny",
                                  device="cpu", show_progress=False)
     assert payload["kind"] == "sketch2image" and np.isfinite(payload["metrics"]["val_l1"])
-    assert [h["epoch"] for h in payload["train"]["history"]] == [1, 2]
+    history = payload["train"]["history"]
+    assert [h["epoch"] for h in history] == [1, 2]
+    best = min(history, key=lambda h: h["val_l1"])  # the checkpoint keeps the best epoch
+    assert payload["metrics"]["best_epoch"] == best["epoch"]
+    assert payload["metrics"]["val_l1"] == pytest.approx(best["val_l1"])
     assert (tmp_path / "s2i-samples" / "epoch-001.png").is_file()
     assert (tmp_path / "s2i-samples" / "epoch-002.png").is_file()
     assert (tmp_path / "s2i-losses.png").is_file()
@@ -83,6 +141,10 @@ def test_tiny_training_writes_a_checkpoint_that_reloads(tmp_path):
     images = generate(load_generator(loaded), sketches[32:])
     assert images.shape == (8, 80, 60, 3) and images.dtype == np.uint8
     np.testing.assert_array_equal(images, generate(load_generator(payload), sketches[32:]))
+
+    sheet = save_sheet(load_generator(loaded), sketches[32:], photos[32:], tmp_path / "reports" / "sheet.png")
+    with Image.open(sheet) as img:  # 4 triples a row, 2 rows, each cell 2x (3 x 60) by 2x 80 with padding
+        assert img.size == (4 * (2 * 180 + 8) + 8, 2 * (2 * 80 + 8) + 8)
 
 
 def test_interrupted_training_resumes_from_the_partial_file(tmp_path, monkeypatch):
