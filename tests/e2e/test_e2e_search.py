@@ -169,11 +169,11 @@ def test_photo_upload_then_item_with_similar_items(web, searchable):
     # "heatmap" shows where the model looked in that hit's photo, in place of the photo, and back.
     first_img = cards.first.locator("img")
     photo_src = first_img.get_attribute("src")
-    cards.first.locator("a.looked").click()
+    cards.first.locator("a.heatmap-link").click()
     page.wait_for_function("(() => { const i = document.querySelector('#results .card img');"
-                           " return i.src.includes('/looked.png') && i.complete && i.naturalWidth === 60; })()")
+                           " return i.src.includes('/heatmap.png') && i.complete && i.naturalWidth === 60; })()")
     web.shot(page, "03b-hit-heatmap")
-    cards.first.locator("a.looked").click()
+    cards.first.locator("a.heatmap-link").click()
     assert first_img.get_attribute("src") == photo_src
 
     title = cards.first.locator(".title").inner_text()
