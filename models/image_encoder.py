@@ -216,3 +216,22 @@ def copy_backbone(target: nn.Sequential, encoder_payload: dict) -> None:
     state = {k[len("features."):]: v for k, v in encoder_payload["model"].items() if k.startswith("features.")}
     target.load_state_dict(state)
     target.requires_grad_(False)
+
+
+def frozen_shape(encoder_payload: dict) -> dict:
+    """The CNN shape (widths, blocks, stem stride) of an Image2Vec checkpoint, for a head model's config."""
+    config = encoder_payload["config"]
+    return {"widths": tuple(config["widths"]), "blocks": config["blocks"], "stem_stride": config["stem_stride"]}
+
+
+def adopt_backbone(model: nn.Module, encoder_payload: dict, train_images: np.ndarray, val_images: np.ndarray,
+                   device: torch.device, train_views: int, train_descriptors: np.ndarray | None,
+                   val_descriptors: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Give a head model (``model.features``) the encoder's frozen CNN and return the descriptors it trains
+    and validates on: the caller's cached ones, else computed here ((views, N, D) each)."""
+    copy_backbone(model.features, encoder_payload)
+    if train_descriptors is None:
+        train_descriptors = describe_array(model, train_images, device, views=train_views)
+    if val_descriptors is None:
+        val_descriptors = describe_array(model, val_images, device, views=1)
+    return np.asarray(train_descriptors), np.asarray(val_descriptors)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from models.captioner import Captioner, CaptionerConfig, bleu4, generate_captions
 from models.checkpoint import save_checkpoint
-from models.image_encoder import copy_backbone, describe_array
+from models.image_encoder import adopt_backbone, frozen_shape
 from models.loop import finish, fit
 from models.training import (
     augment_images,
@@ -83,8 +83,7 @@ def train_captioner(train_images: np.ndarray, train_titles: list[str], val_image
     vocab = Vocab.build(titles, "title", min_count=prof.min_word_count)
     shape: dict = {"widths": prof.widths}
     if encoder is not None:
-        shape = {k: encoder["config"][k] for k in ("widths", "blocks", "stem_stride")}
-        shape["widths"] = tuple(shape["widths"])
+        shape = frozen_shape(encoder)
     config = CaptionerConfig(vocab=vocab.to_dict(), word_dim=prof.word_dim, hidden=prof.hidden,
                              frozen_encoder=encoder["version"] if encoder is not None else "", **shape)
     model = Captioner(config).to(dev)
@@ -92,11 +91,8 @@ def train_captioner(train_images: np.ndarray, train_titles: list[str], val_image
         model = model.to(memory_format=torch.channels_last)
     descriptors = images = None
     if encoder is not None:
-        copy_backbone(model.features, encoder)
-        if train_descriptors is None:
-            train_descriptors = describe_array(model, train_images, dev, views=1)
-        if val_descriptors is None:
-            val_descriptors = describe_array(model, val_images, dev, views=1)
+        train_descriptors, val_descriptors = adopt_backbone(model, encoder, train_images, val_images, dev, 1,
+                                                            train_descriptors, val_descriptors)
         # the photo as shot only (a mirror image would not change the title, but it is not what was shot)
         descriptors = torch.from_numpy(np.ascontiguousarray(np.asarray(train_descriptors)[0, subset])).to(dev)
         val_descriptors = np.asarray(val_descriptors)[0]

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from models.checkpoint import save_checkpoint
 from models.classifier import MAIN_HEAD, ClassifierConfig, FusedClassifier, predict
-from models.image_encoder import copy_backbone, describe_array
+from models.image_encoder import adopt_backbone, frozen_shape
 from models.loop import finish, fit
 from models.training import (
     augment_images,
@@ -114,21 +114,17 @@ def train_classifier(train_images: np.ndarray, train_titles: list[str], train_ta
     vocab = Vocab.build([train_titles[i] for i in subset], "words", min_count=prof.min_word_count) if use_text else None
     shape = dict(widths=prof.widths, blocks=prof.blocks, stem_stride=prof.stem_stride)
     if encoder is not None:
-        shape = {k: encoder["config"][k] for k in ("widths", "blocks", "stem_stride")}
-        shape["widths"] = tuple(shape["widths"])
+        shape = frozen_shape(encoder)
     config = ClassifierConfig(label_names={h: list(label_names[h]) for h in heads}, use_text=use_text,
                               vocab=vocab.to_dict() if vocab else None,
                               frozen_encoder=encoder["version"] if encoder is not None else "", **shape)
     model = FusedClassifier(config).to(dev).to(memory_format=torch.channels_last)
     descriptors = None
     if encoder is not None:
-        copy_backbone(model.features, encoder)
-        if train_descriptors is None:
-            train_descriptors = describe_array(model, train_images, dev, views=2)
-        if val_descriptors is None:
-            val_descriptors = describe_array(model, val_images, dev, views=1)
-        descriptors = torch.from_numpy(np.ascontiguousarray(np.asarray(train_descriptors)[:, subset])).to(dev)
-        val_descriptors = np.asarray(val_descriptors)[0]
+        train_descriptors, val_descriptors = adopt_backbone(model, encoder, train_images, val_images, dev, 2,
+                                                            train_descriptors, val_descriptors)
+        descriptors = torch.from_numpy(np.ascontiguousarray(train_descriptors[:, subset])).to(dev)
+        val_descriptors = val_descriptors[0]
         images = None
     else:
         images = torch.from_numpy(np.ascontiguousarray(train_images[subset])).to(dev)
@@ -192,36 +188,22 @@ def evaluate_classifier(model: FusedClassifier, images: np.ndarray, titles: list
 
     ``val_cam_accuracy`` is the articleType accuracy of the linear CAM head on the image alone.
     """
+    model.eval()
+    dev = next(model.parameters()).device
+    if descriptors is None:  # one pass of the CNN over the split; both title settings and the CAM head reuse it
+        chunks = [model.pool(to_float_images(torch.from_numpy(np.ascontiguousarray(images[i : i + batch_size]))
+                                             .to(dev))).float().cpu() for i in range(0, len(images), batch_size)]
+        descriptors = torch.cat(chunks).numpy() if chunks else np.zeros((0, model.image_dim), np.float32)
     metrics: dict[str, float] = {}
-    if descriptors is not None:
-        model.eval()
-        pooled = torch.from_numpy(np.asarray(descriptors, np.float32))
-        probs = predict(model, None, titles, batch_size, descriptors=descriptors)
-        for h in model.head_names:
-            if h in targets:
-                key = "val_accuracy" if h == MAIN_HEAD else f"val_{h}_accuracy"
-                metrics[key] = _accuracy(probs[h], np.asarray(targets[h]))
-        labels = np.asarray(targets[MAIN_HEAD])
-        if model.config.use_text:
-            blind = predict(model, None, None, batch_size, descriptors=descriptors)[MAIN_HEAD]
-            metrics["val_accuracy_no_title"] = _accuracy(blind, labels)
-        cam = model.cam_heads[MAIN_HEAD](pooled[:, model.cam_slice].to(next(model.parameters()).device))
-        metrics["val_cam_accuracy"] = _accuracy(cam.float().cpu().numpy(), labels)
-        return metrics
-    probs = predict(model, images, titles, batch_size)
+    probs = predict(model, None, titles, batch_size, descriptors=descriptors)
     for h in model.head_names:
         if h in targets:
             key = "val_accuracy" if h == MAIN_HEAD else f"val_{h}_accuracy"
             metrics[key] = _accuracy(probs[h], np.asarray(targets[h]))
     labels = np.asarray(targets[MAIN_HEAD])
     if model.config.use_text:
-        metrics["val_accuracy_no_title"] = _accuracy(predict(model, images, None, batch_size)[MAIN_HEAD], labels)
-    model.eval()
-    dev = next(model.parameters()).device
-    cam_logits = []
-    for start in range(0, len(images), batch_size):
-        x = to_float_images(torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])).to(dev))
-        cam_logits.append(model.cam_heads[MAIN_HEAD](model.features(x).mean(dim=(2, 3))).float().cpu())
-    if cam_logits:
-        metrics["val_cam_accuracy"] = _accuracy(torch.cat(cam_logits).numpy(), labels)
+        blind = predict(model, None, None, batch_size, descriptors=descriptors)[MAIN_HEAD]
+        metrics["val_accuracy_no_title"] = _accuracy(blind, labels)
+    pooled = torch.from_numpy(np.asarray(descriptors, np.float32))[:, model.cam_slice].to(dev)
+    metrics["val_cam_accuracy"] = _accuracy(model.cam_heads[MAIN_HEAD](pooled).float().cpu().numpy(), labels)
     return metrics
