@@ -201,7 +201,7 @@ def test_the_deployed_configuration_serves_pages_search_health_and_token_uploads
     html = body.decode()
     assets = re.findall(r'<link rel="stylesheet" href="([^"]+)"', html) + re.findall(r'<script src="([^"]+)"', html)
     names = {re.sub(r"\.[0-9a-f]{12}(?=\.(css|js)$)", "", a) for a in assets}
-    assert {"/static/css/app.css", "/static/js/sketch.js", "/static/js/looked.js"} <= names, assets
+    assert {"/static/css/app.css", "/static/js/sketch.js", "/static/js/heatmap.js"} <= names, assets
     for url in assets:
         status, headers, body = d.request("GET", url, {**PROXIED, "Accept-Encoding": "gzip"})
         assert status == 200 and body, url
