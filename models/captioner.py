@@ -6,7 +6,7 @@ or a beam search with length normalisation. Words are whitespace-separated
 with case kept, so a generated caption reads like a catalog title
 ("Nike Men Black Sports Shoes"). ``<unk>`` is never generated.
 
-``bleu4`` is corpus BLEU-4 from sacrebleu (13a tokenisation, case-sensitive)
+``models.metrics.bleu4`` is corpus BLEU-4 from sacrebleu (13a tokenisation, case-sensitive)
 on a 0..1 scale (sacrebleu's score / 100). ``nearest_neighbour_captions`` is
 the baseline: the title of the nearest gallery item by cosine on image features.
 """
@@ -194,21 +194,6 @@ def nearest_neighbour_captions(gallery_feats: np.ndarray, gallery_titles: list[s
         best = (q[start : start + chunk] @ g.t()).argmax(dim=1).tolist()
         out += [gallery_titles[i] for i in best]
     return out
-
-
-def bleu4(hypotheses: list[str], references: list[str]) -> float:
-    """Corpus BLEU-4 (sacrebleu defaults: 13a tokens, case-sensitive, exp smoothing) on a 0..1 scale.
-
-    As in any BLEU-4, a corpus with no 4-gram (all titles under four words) scores 0.
-    """
-    import sacrebleu  # imported here so the model code loads without it
-
-    if len(hypotheses) != len(references):
-        raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} references")
-    if not hypotheses:
-        return float("nan")
-    score = sacrebleu.corpus_bleu(list(hypotheses), [list(references)]).score / 100.0
-    return min(1.0, float(score))  # float rounding can give 1.0000000000000004
 
 
 def load_captioner(payload: dict, device: str | torch.device = "cpu") -> Captioner:

@@ -207,6 +207,21 @@ def describe_array(encoder: nn.Module, images: np.ndarray, device: str | torch.d
     return np.stack([torch.cat(o).numpy() if o else np.zeros((0, width), np.float16) for o in out])
 
 
+@torch.no_grad()
+def embed_and_describe_array(model: ImageEncoder, images: np.ndarray,
+                             device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """Mirror-averaged vectors (N, D) and both views' frozen descriptors (2, N, D') of uint8 photos
+    (N, 80, 60, 3) from one pass over the CNN: what a photo query needs for the index and for the
+    image-only heads that read the same frozen CNN."""
+    device = torch.device(device)
+    model.eval()
+    x = to_float_images(torch.from_numpy(np.array(images, np.uint8)).to(device))
+    emb, desc = model.embed_and_describe(torch.cat([x, x.flip(3)]))
+    n = len(x)
+    vectors = F.normalize(emb[:n].float() + emb[n:].float(), dim=1)
+    return vectors.cpu().numpy(), desc.float().cpu().numpy().reshape(2, n, -1)
+
+
 def _widths(model: nn.Module) -> tuple[int, ...]:
     return tuple(model.config.widths)
 

@@ -2,6 +2,7 @@
 
 ``precision_at_k``: the share of a query's k nearest gallery items (cosine) whose label is the query's.
 ``recall_at_k``: whether the query's own item is among its k nearest. Both exact, in chunks, on any device.
+``bleu4``: corpus BLEU-4 of caption drafts against the true titles.
 ``share_of_hits`` is the counting rule they share with the index-based figures of ``search.evaluation``
 (torch is imported only by the exact ones, so that counting rule costs no torch import).
 """
@@ -63,3 +64,18 @@ def recall_at_k(query_vecs: np.ndarray, own_index: np.ndarray, gallery_vecs: np.
         own_score = sims[rows, own[start : start + len(rows)]]
         found += ((sims > own_score[:, None]).sum(1) < k).float().sum().item()
     return found / len(query_vecs)
+
+
+def bleu4(hypotheses: list[str], references: list[str]) -> float:
+    """Corpus BLEU-4 (sacrebleu defaults: 13a tokens, case-sensitive, exp smoothing) on a 0..1 scale.
+
+    As in any BLEU-4, a corpus with no 4-gram (all titles under four words) scores 0.
+    """
+    import sacrebleu  # imported here so the model code loads without it
+
+    if len(hypotheses) != len(references):
+        raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} references")
+    if not hypotheses:
+        return float("nan")
+    score = sacrebleu.corpus_bleu(list(hypotheses), [list(references)]).score / 100.0
+    return min(1.0, float(score))  # float rounding can give 1.0000000000000004

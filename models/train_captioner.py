@@ -18,10 +18,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.captioner import Captioner, CaptionerConfig, bleu4, generate_captions
+from models.captioner import Captioner, CaptionerConfig, generate_captions
 from models.checkpoint import save_checkpoint
 from models.image_encoder import adopt_backbone, frozen_shape
 from models.loop import finish, fit
+from models.metrics import bleu4
 from models.training import (
     augment_images,
     autocast_for,

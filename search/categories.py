@@ -37,24 +37,38 @@ def top_categories(probs: np.ndarray, class_names: Sequence[str], n: int = TOP_C
 
 
 def picture_categories(models: TrainedModels, vectors: np.ndarray, images: np.ndarray | None = None,
-                       classifier_probs: np.ndarray | None = None) -> list[dict[str, float]]:
+                       classifier_probs: np.ndarray | None = None,
+                       descriptors: np.ndarray | None = None) -> list[dict[str, float]]:
     """The likeliest articleTypes of picture queries from their Image2Vec vectors (N, D).
 
     Photos (``images``, uint8 (N, 80, 60, 3)) also take the image-only classifier's prediction, averaged in
     when that model is trained on the same classes (``classifier_probs``: that prediction, (N, C), when the
-    caller has already made it). A sketch passes neither: the classifier never saw sketches."""
+    caller has already made it; ``descriptors``: the encoder's frozen descriptors of the photos, (2, N, D'),
+    which that classifier reads instead of running the CNN again). A sketch passes none: the classifier
+    never saw sketches."""
     encoder = models.encoder()
     names = encoder.class_names
     probs = encoder.category_probs(vectors)
-    if (images is not None or classifier_probs is not None) and models.available("classifier_image"):
+    photos = images is not None or classifier_probs is not None or descriptors is not None
+    if photos and models.available("classifier_image"):
         from models.classifier import MAIN_HEAD
 
         twin = models.classifier(image_only=True)
         if list(twin.label_names[MAIN_HEAD]) == names:
             if classifier_probs is None:
-                classifier_probs = twin.predict(images, flip_average=True)[MAIN_HEAD]
+                if descriptors is not None and reads_encoder(models):
+                    classifier_probs = twin.predict(None, descriptors=descriptors)[MAIN_HEAD]
+                else:
+                    classifier_probs = twin.predict(images, flip_average=True)[MAIN_HEAD]
             probs = (probs + classifier_probs) / 2
     return top_categories(probs, names)
+
+
+def reads_encoder(models: TrainedModels) -> bool:
+    """Whether the image-only classifier reads the served encoder's frozen CNN (so the encoder's one pass
+    over a photo gives it its input)."""
+    return (models.available("classifier_image")
+            and models.classifier(image_only=True).net.config.frozen_encoder == models.encoder().version)
 
 
 def neighbour_vote(neighbours: Sequence[tuple[str, float]],

@@ -1,4 +1,5 @@
-"""Retrieval metrics over an index: P@k by label, ANN recall against exact search."""
+"""Retrieval metrics over an index: P@k by label, ANN recall against exact search; and the caption drafts'
+BLEU-4 (``models.metrics.bleu4``, which the captioner's training reports too)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from models.metrics import share_of_hits
+from models.metrics import bleu4, share_of_hits
+
+__all__ = ["ann_recall", "bleu4", "guess_accuracy", "neighbour_categories", "precision_at_ks", "recall_of_items",
+           "text_query_figures"]
 from search import rerank
 from search.index import VectorStore, recall_at_k
 

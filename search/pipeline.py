@@ -21,7 +21,7 @@ from typing import Protocol
 import numpy as np
 
 from search import rerank
-from search.categories import picture_categories
+from search.categories import picture_categories, reads_encoder
 from search.fusion import fuse_scores
 from search.images import decode_image, fit_to_model
 from search.index import VectorStore
@@ -144,12 +144,17 @@ def encode(models: TrainedModels, array: np.ndarray, kind: str, road: str,
 
 def encode_photo(models: TrainedModels, image: np.ndarray, categories: bool = True) -> Encoded:
     timings: dict[str, float] = {}
-    with timed(timings, "encoder"):
-        vec = models.encoder().embed(image[None])[0]
+    descriptors = None
+    with timed(timings, "encoder"):  # one pass over the CNN per view, for the vector and the classifier
+        if categories and reads_encoder(models):
+            vectors, descriptors = models.encoder().embed_and_describe(image[None])
+            vec = vectors[0]
+        else:
+            vec = models.encoder().embed(image[None])[0]
     guess = None
     if categories:
         with timed(timings, "classifier"):
-            guess = picture_categories(models, vec[None], image[None])[0]
+            guess = picture_categories(models, vec[None], image[None], descriptors=descriptors)[0]
     return Encoded(vec, "image", timings, categories=guess, neighbour_vote=guess is not None)
 
 

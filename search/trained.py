@@ -75,6 +75,16 @@ class Image2Vec:
         with torch.inference_mode():
             return embed_array(self.net, images, torch.device(self.device), batch_size=batch_size, flip_average=True)
 
+    def embed_and_describe(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 photos (N, 80, 60, 3) -> (``embed``'s vectors, the frozen descriptors (2, N, D') of both
+        views) from one pass over the CNN: the image-only classifier reads the same frozen CNN."""
+        import torch
+
+        from models.image_encoder import embed_and_describe_array
+
+        with torch.inference_mode():
+            return embed_and_describe_array(self.net, images, self.device)
+
     def category_probs(self, vectors: np.ndarray) -> np.ndarray:
         """(N, D) vectors -> (N, C) probabilities over ``class_names`` from the encoder's own cosine head."""
         import torch
@@ -165,12 +175,14 @@ class Classifier:
     def label_names(self) -> dict[str, list[str]]:
         return self.net.config.label_names
 
-    def predict(self, images: np.ndarray, titles: list[str] | None = None,
-                flip_average: bool = False) -> dict[str, np.ndarray]:
-        """head -> (N, C) probabilities. ``flip_average``: mirror-averaged, as the search reads the twin."""
+    def predict(self, images: np.ndarray | None, titles: list[str] | None = None, flip_average: bool = False,
+                descriptors: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """head -> (N, C) probabilities. ``flip_average``: mirror-averaged, as the search reads the twin.
+        ``descriptors``: the frozen encoder's descriptors of the images (``Image2Vec.embed_and_describe``),
+        read in place of running the CNN."""
         from models import classifier
 
-        return classifier.predict(self.net, images, titles, flip_average=flip_average)
+        return classifier.predict(self.net, images, titles, flip_average=flip_average, descriptors=descriptors)
 
     def heatmap(self, image: np.ndarray, head: str, label: int) -> np.ndarray:
         """The CAM of ``label`` of ``head`` over one photo, uint8 (80, 60, 3)."""
@@ -192,9 +204,13 @@ class Captioner:
 
     def caption(self, image: np.ndarray) -> str:
         """One photo uint8 (80, 60, 3) -> its draft title (beam search)."""
+        return self.captions(image[None])[0]
+
+    def captions(self, images: np.ndarray) -> list[str]:
+        """Photos uint8 (N, 80, 60, 3) -> their draft titles, batched."""
         from models.captioner import generate_captions
 
-        return generate_captions(self.net, image[None])[0]
+        return generate_captions(self.net, images)
 
 
 def resolve_device(device: str) -> str:

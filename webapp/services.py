@@ -16,7 +16,6 @@ import numpy as np
 from django.conf import settings
 
 from search import pipeline
-from search.engine import ModelSet
 from search.index import IndexFileError, VectorStore
 from search.lexical import TitleIndex
 from search.pipeline import ActiveIndex, Encoded, Filters, Hit, Ranked
@@ -29,7 +28,7 @@ __all__ = ["Filters", "Hit", "SearchResult", "SearchUnavailable", "active_index"
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
-_models: ModelSet | None = None
+_models: TrainedModels | None = None
 _stores: dict[int, tuple[VectorStore, np.ndarray]] = {}
 _titles: dict[int, TitleIndex | None] = {}
 SearchResult = Ranked  # what the views and the API render
@@ -44,13 +43,11 @@ def models_dir():
 
 
 def get_models() -> TrainedModels:
-    """This process's trained models (``search.trained``), loaded on first use.
-
-    (A ``search.engine.ModelSet``: ``TrainedModels`` with the old method names evaluate.py still calls.)"""
+    """This process's trained models (``search.trained``), loaded on first use."""
     global _models
     with _lock:
         if _models is None:
-            _models = ModelSet(models_dir(), device=resolve_device(settings.TORCH_DEVICE), threads=settings.TORCH_THREADS)
+            _models = TrainedModels(models_dir(), device=resolve_device(settings.TORCH_DEVICE), threads=settings.TORCH_THREADS)
         return _models
 
 

@@ -8,13 +8,13 @@ import torch
 
 import models.train_captioner as tcap
 from models.captioner import (
-    bleu4,
     caption_image_features,
     generate_captions,
     load_captioner,
     nearest_neighbour_captions,
 )
 from models.checkpoint import load_checkpoint
+from models.metrics import bleu4
 from models.vocab import Vocab
 
 COLOURS = {"Red": (200, 30, 30), "Blue": (30, 30, 200), "Green": (30, 180, 30)}

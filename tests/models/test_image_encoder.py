@@ -198,3 +198,32 @@ def test_people_s_drawings_join_the_batches_with_their_labels(tmp_path, monkeypa
                             profile=prof, device="cpu", show_progress=False, pool=(pool, np.ones(20, np.int64)))
     assert payload["train"]["n_pool"] == 20
     assert payload["metrics"]["val_accuracy"] > 0.9
+
+
+def test_a_budgeted_profile_runs_the_epochs_that_fit():
+    from dataclasses import replace
+
+    from models.train_encoder import PROFILES, budget_epochs
+
+    prof = replace(PROFILES["tiny"], epochs=12, budget_seconds=1800, min_epochs=3)
+    assert budget_epochs(prof, 100.0) == 12  # a fast machine: all of them
+    assert budget_epochs(prof, 300.0) == 6
+    assert budget_epochs(prof, 5000.0) == 3  # never under min_epochs
+    assert budget_epochs(replace(prof, budget_seconds=None), 5000.0) == 12
+
+
+def test_a_budgeted_run_measures_then_keeps_its_schedule_on_resume(tmp_path):
+    from dataclasses import replace
+
+    from models.train_encoder import PROFILES, resumable_epochs, train_encoder
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (40, 80, 60, 3), dtype=np.uint8)
+    labels = rng.integers(0, 4, 40)
+    prof = replace(PROFILES["tiny"], epochs=40, budget_seconds=0.5, min_epochs=2)
+    payload = train_encoder(images[:32], labels[:32], images[32:], labels[32:], list("abcd"), tmp_path / "e.pt",
+                            profile=prof, show_progress=False)
+    chosen = payload["train"]["profile"]["epochs"]
+    assert 2 <= chosen < 40 and len(payload["train"]["history"]) == chosen
+    assert payload["train"]["measured_epoch_seconds"] > 0
+    assert resumable_epochs(tmp_path / "e.pt", {"profile": {}}) is None  # no partial file: measure afresh

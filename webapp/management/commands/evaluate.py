@@ -20,9 +20,10 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from search.catalog import split_of
-from search.engine import SKETCH_ROADS
+from search.categories import picture_categories
 from search.evaluation import (
     ann_recall,
+    bleu4,
     guess_accuracy,
     neighbour_categories,
     precision_at_ks,
@@ -30,6 +31,7 @@ from search.evaluation import (
     text_query_figures,
 )
 from search.fusion import fuse_scores
+from search.pipeline import SKETCH_ROADS, embed_sketches
 from webapp.evaluation_queries import evaluate_query_file
 from webapp.models import Item
 from webapp.services import SearchUnavailable, active_store, get_models, title_index
@@ -37,15 +39,15 @@ from webapp.services import SearchUnavailable, active_store, get_models, title_i
 
 def encode_texts(texts: list[str]) -> np.ndarray:
     """Queries -> the text model's vectors, 512 at a time."""
-    model = get_models().get("text")
-    return np.concatenate([model.encode_text(texts[i : i + 512]) for i in range(0, len(texts), 512)])
+    model = get_models().text()
+    return np.concatenate([model.encode(texts[i : i + 512]) for i in range(0, len(texts), 512)])
 
 
 def category_guesses(vectors: np.ndarray, photos: np.ndarray | None = None) -> list[dict[str, float]]:
-    """The search's likeliest categories of picture queries (``ModelSet.category_probs``), 512 at a time."""
+    """The search's likeliest categories of picture queries (``search.categories.picture_categories``), 512 at a time."""
     models = get_models()
     return [c for i in range(0, len(vectors), 512)
-            for c in models.category_probs(vectors[i : i + 512], None if photos is None else photos[i : i + 512])]
+            for c in picture_categories(models, vectors[i : i + 512], None if photos is None else photos[i : i + 512])]
 
 
 def save_confusion(truth: np.ndarray, predicted: np.ndarray, path: Path, title: str, top: int = 25) -> None:
@@ -156,7 +158,7 @@ class Command(BaseCommand):
         test_rows = [rows[int(item_of[i])] for i in test_ids]
         test_labels = [labels[i] for i in test_ids]
         models = get_models()
-        report: dict = {"models": {"encoder": models.version("encoder")},
+        report: dict = {"models": {"encoder": models.encoder().version},
                         "index": {"version": version.name, "count": version.count}}
 
         from search.images import load_image_array
@@ -233,13 +235,13 @@ class Command(BaseCommand):
                 out[road] = {"unavailable": "the sketch2image model is not trained"}
                 continue
             self.say(f"Sketch queries by the {road} road: {len(test_ids)} synthetic sketches of test photos...")
-            vecs = np.concatenate([models.embed_sketches(sketches[i : i + 512], road)
+            vecs = np.concatenate([embed_sketches(models, sketches[i : i + 512], road)
                                    for i in range(0, len(sketches), 512)])
             out[road] = self.ranked(store, vecs, test_labels, labels, test_ids)
             if road == settings.SKETCH_ROAD:
                 default_vectors = vecs
         if models.available("sketch2image"):
-            report["models"]["sketch2image"] = models.version("sketch2image")
+            report["models"]["sketch2image"] = models.sketch2image().version
         report["sketch"] = out
         return default_vectors
 
@@ -247,13 +249,13 @@ class Command(BaseCommand):
         """Held-out titles as queries: R@10 of their own item among all items, P@5 by articleType; and a
         combined sketch + title query (score fusion, as the API does) against either alone."""
         models = get_models()
-        space = models.text_space()
+        space = models.text().index_space
         if not store.has_space(space):
             report["text"] = {"unavailable": f"the index has no {space!r} space: run `python manage.py reindex`"}
             return
         self.say(f"Text queries: {len(titles)} held-out titles against {store.count} items ({space} space)...")
         tvecs = encode_texts(titles)
-        report["models"]["text"] = models.version("text")
+        report["models"]["text"] = models.text().version
         titles_index = title_index(version)
         weight = settings.LEXICAL_WEIGHT if titles_index is not None else 0.0
         figures = text_query_figures(store, tvecs, titles, titles_index, test_ids, test_labels, labels,
@@ -324,27 +326,25 @@ class Command(BaseCommand):
 
     def classifier_figures(self, report, photos, test_rows, guesses) -> None:
         """Accuracy of the fused classifier and its image-only twin (same budget), and of the category guess
-        the search makes for a photo (``category_probs``: the twin averaged with Image2Vec's own head)."""
-        from models.classifier import predict
-
+        the search makes for a photo (``picture_categories``: the twin averaged with Image2Vec's own head)."""
         models = get_models()
         out = {}
         for role, name in (("classifier_image", "image_only"), ("classifier", "fused")):
             if not models.available(role):
                 continue
             self.say(f"Classifier ({name}) on {len(test_rows)} test items...")
-            model = models.get(role)
-            names = model.config.label_names["category"]
+            classifier = models.loaded(role)
+            names = classifier.label_names["category"]
             titles = [r[3] for r in test_rows] if name == "fused" else None
-            probs = predict(model, photos, titles)["category"]
+            probs = classifier.predict(photos, titles)["category"]
             truth = np.array([r[1] for r in test_rows])
             out[name] = {"accuracy": float((np.array(names)[probs.argmax(1)] == truth).mean()), "n": len(test_rows)}
             if name == "fused":
-                blind = predict(model, photos, None)["category"]
+                blind = classifier.predict(photos, None)["category"]
                 out[name]["accuracy_without_title"] = float((np.array(names)[blind.argmax(1)] == truth).mean())
             path = settings.ARTIFACTS_DIR / "reports" / ("confusion.png" if name == "fused" else "confusion-image.png")
             save_confusion(truth, np.array(names)[probs.argmax(1)], path, f"{name} classifier, test split")
-            report["models"][role] = models.version(role)
+            report["models"][role] = models.loaded(role).version
         if "image_only" in out and guesses is not None:
             best = np.array([max(c, key=c.get) for c in guesses])
             truth = np.array([r[1] for r in test_rows])
@@ -390,8 +390,6 @@ class Command(BaseCommand):
 
     def caption_figures(self, report, store, item_of, rows, test_ids, photos, titles) -> None:
         """Caption drafts against the true titles (corpus BLEU-4): the LSTM vs copying the nearest item's title."""
-        from models.captioner import bleu4
-
         models = get_models()
         out: dict = {"n": len(titles)}
         neighbour = []
@@ -400,12 +398,10 @@ class Command(BaseCommand):
             neighbour.append(rows[int(item_of[hits[0]])][3] if hits else "")
         out["neighbour"] = {"bleu4": bleu4(neighbour, titles)}
         if models.available("captioner"):
-            from models.captioner import generate_captions
-
             self.say(f"Caption drafts: LSTM (beam 3) on {len(titles)} test photos...")
-            drafts = generate_captions(models.get("captioner"), photos)
+            drafts = models.captioner().captions(photos)
             out["lstm"] = {"bleu4": bleu4(drafts, titles), "examples": list(zip(drafts[:5], titles[:5]))}
-            report["models"]["captioner"] = models.version("captioner")
+            report["models"]["captioner"] = models.captioner().version
         out["winner"] = max((m for m in ("neighbour", "lstm") if m in out), key=lambda m: out[m]["bleu4"])
         # what uploads use: the LSTM only when asked for and trained (webapp.uploads falls back to the tags)
         out["in_use"] = "lstm" if settings.CAPTION_METHOD == "lstm" and "lstm" in out else "tags"
