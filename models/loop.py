@@ -45,17 +45,22 @@ def fit(name: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer, sch
         evaluate: Callable[[], dict[str, float]], best_key: str | None = None, clip_norm: float | None = None,
         resume: bool = True, show_progress: bool = True, device: torch.device | str = "cpu",
         already_seconds: float = 0.0, modules: dict[str, torch.nn.Module] | None = None,
-        optimizers: dict[str, torch.optim.Optimizer] | None = None) -> Fitted:
+        optimizers: dict[str, torch.optim.Optimizer] | None = None,
+        schedulers: dict[str, Any] | None = None, best_lower: bool = False) -> Fitted:
     """Train ``epochs`` epochs of ``n_items // batch_size`` batches; keep the epoch with the highest
-    ``best_key`` figure (else the last). ``modules``/``optimizers``: further networks and optimizers whose
-    state the partial checkpoint keeps (a GAN's discriminator); their steps are ``step``'s business, and
-    ``optimizer`` may then be None."""
+    ``best_key`` figure (the lowest with ``best_lower``), else the last. ``modules``/``optimizers``/``schedulers``:
+    further networks, optimizers and per-batch schedules whose state the partial checkpoint keeps (a GAN's
+    discriminator); the optimizers' steps are then ``step``'s business, and ``optimizer`` may be None.
+
+    Every epoch is seeded (``seed + epoch``, the batch order and torch's global generator, which dropout
+    draws from), so a resumed run repeats the uninterrupted one."""
     modules = {"model": model, **(modules or {})}
     optimizers = {"optimizer": optimizer, **(optimizers or {})} if optimizer is not None else dict(optimizers or {})
+    schedules = {"scheduler": scheduler, **(schedulers or {})} if scheduler is not None else dict(schedulers or {})
     checkpointer = EpochCheckpointer(out_path)
     steps_per_epoch = max(1, n_items // batch_size)
     history: list[dict] = []
-    best = BestEpoch(best_key or "")
+    best = BestEpoch(best_key or "", lower=best_lower)
     start_epoch = 0
     if resume and checkpointer.partial_path.is_file():
         state = checkpointer.load(signature)
@@ -66,17 +71,18 @@ def fit(name: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer, sch
             module.load_state_dict(state[key])
         for key, opt in optimizers.items():
             opt.load_state_dict(state[key])
-        if scheduler is not None:
-            scheduler.load_state_dict(state["scheduler"])
+        for key, schedule in schedules.items():
+            schedule.load_state_dict(state[key])
         start_epoch, history = state["epoch"], state["history"]
         best.load(state.get("best"))
         if show_progress:
             tqdm.write(f"{name}: resuming after epoch {start_epoch} of {epochs}")
     timer = Timer(already=history[-1]["seconds"] if history else already_seconds)
-    gen = torch.Generator().manual_seed(seed + start_epoch)
     params = [p for p in model.parameters() if p.requires_grad]
 
     for epoch in range(start_epoch, epochs):
+        torch.manual_seed(seed + epoch)
+        gen = torch.Generator().manual_seed(seed + epoch)
         for module in modules.values():
             module.train()
         order = torch.randperm(n_items, generator=gen).to(device)
@@ -91,8 +97,8 @@ def fit(name: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer, sch
                 if clip_norm:
                     torch.nn.utils.clip_grad_norm_(params, clip_norm)
                 optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
+            for schedule in schedules.values():
+                schedule.step()
             loss_sum += float(loss.detach())
             if i % 20 == 0:
                 bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
@@ -106,9 +112,9 @@ def fit(name: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer, sch
             tqdm.write(f"{name} epoch {epoch + 1}: loss {history[-1]['loss']:.3f} "
                        + " ".join(f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, float)))
         checkpointer.save(signature, epoch=epoch + 1, history=history, best=best.to_dict(),
-                          scheduler=scheduler.state_dict() if scheduler is not None else None,
                           **{k: m.state_dict() for k, m in modules.items()},
-                          **{k: o.state_dict() for k, o in optimizers.items()})
+                          **{k: o.state_dict() for k, o in optimizers.items()},
+                          **{k: sch.state_dict() for k, sch in schedules.items()})
 
     kept = len(history)
     if best_key and best.state is not None:

@@ -30,14 +30,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from models.checkpoint import save_checkpoint
+from models.loop import finish, fit
 from models.pix2pix import GANLoss, PatchDiscriminator, Pix2PixConfig, UnetGenerator
 from models.training import (
-    BestEpoch,
-    EpochCheckpointer,
-    Timer,
     autocast_for,
     for_inference,
     pick_device,
@@ -142,114 +139,92 @@ def train_sketch2image(train_photos: np.ndarray, train_sketches: np.ndarray, val
     opt_g = torch.optim.Adam(generator.parameters(), lr=prof.lr, betas=(prof.beta1, 0.999))
     opt_d = torch.optim.Adam(critic.parameters(), lr=prof.lr, betas=(prof.beta1, 0.999))
 
-    def decay(epoch: int) -> float:  # constant for the first half, then linearly to zero (pix2pix)
-        half = prof.epochs // 2
+    def decay(step: int) -> float:  # constant for the first half, then linearly to zero (pix2pix), per batch
+        epoch, half = step / steps_per_epoch, prof.epochs // 2
         return 1.0 if epoch < half else 1.0 - (epoch - half) / (prof.epochs - half + 1)
 
     sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, decay)
     sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, decay)
     signature = {"profile": asdict(prof), "config": config.to_dict(), "n_train": n_train,
                  "variants": int(variants.shape[0])}
-    checkpointer = EpochCheckpointer(out_path)
-    history: list[dict] = []
-    curve: list[dict] = []  # running means every few steps, for the loss plot
-    best = BestEpoch("neg_val_l1")
-    start_epoch = 0
-    state = checkpointer.load(signature) if resume else None
-    if state:
-        generator.load_state_dict(state["generator"])
-        critic.load_state_dict(state["critic"])
-        opt_g.load_state_dict(state["opt_g"])
-        opt_d.load_state_dict(state["opt_d"])
-        sched_g.load_state_dict(state["sched_g"])
-        sched_d.load_state_dict(state["sched_d"])
-        start_epoch, history, curve = state["epoch"], state["history"], state["curve"]
-        best.load(state["best"])
-    timer = Timer(already=history[-1]["seconds"] if history else 0.0)
     autocast = autocast_for(dev, training=prof.cpu_bf16)  # bf16 on this CPU only when the profile asks
     log_every = max(1, steps_per_epoch // 10)
+    # This epoch's losses, summed on the device and read every ``log_every`` steps (no GPU sync per step), and
+    # their running means for the loss plot (``curve``: kept in each epoch's history row, so a resumed run has it).
+    sums = {k: torch.zeros((), device=dev) for k in ("loss_d", "loss_g_gan", "loss_l1")}
+    window = {k: torch.zeros((), device=dev) for k in sums}
+    epoch_curve: list[dict] = []
 
-    for epoch in range(start_epoch, prof.epochs):
-        # Seeded per epoch (dropout uses the global generator) so a resumed run repeats an uninterrupted one.
-        torch.manual_seed(prof.seed + epoch)
-        gen = torch.Generator().manual_seed(prof.seed + epoch)
-        order = torch.randperm(n_train, generator=gen).to(dev)
-        choice = torch.randint(sketches.shape[0], (n_train,), generator=gen).to(dev)
-        generator.train()
-        critic.train()
-        # Losses are summed on the device and read every ``log_every`` steps: no GPU sync per step.
-        sums = {k: torch.zeros((), device=dev) for k in ("loss_d", "loss_g_gan", "loss_l1")}
-        window = {k: torch.zeros((), device=dev) for k in sums}
-        bar = tqdm(range(steps_per_epoch), desc=f"sketch2image epoch {epoch + 1}/{prof.epochs}",
-                   disable=not show_progress, unit="batch", dynamic_ncols=True)
-        for step in bar:
-            idx = order[step * prof.batch_size : (step + 1) * prof.batch_size]
-            real = to_float_images(photos[idx])
-            sketch = vary_sketches(sketch_to_tensor(sketches[choice[idx], idx]), gen, prof.thicken_p, prof.erase_p)
-            flip = (torch.rand(len(idx), generator=gen) < 0.5).to(dev).view(-1, 1, 1, 1)
-            real = torch.where(flip, real.flip(3), real)
-            sketch = torch.where(flip, sketch.flip(3), sketch)
+    def step(idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """The paper's step: the critic on (sketch, real) vs (sketch, generated), then the generator."""
+        real = to_float_images(photos[idx])
+        choice = torch.randint(sketches.shape[0], (len(idx),), generator=gen).to(dev)
+        sketch = vary_sketches(sketch_to_tensor(sketches[choice, idx]), gen, prof.thicken_p, prof.erase_p)
+        flip = (torch.rand(len(idx), generator=gen) < 0.5).to(dev).view(-1, 1, 1, 1)
+        real = torch.where(flip, real.flip(3), real)
+        sketch = torch.where(flip, sketch.flip(3), sketch)
 
-            with autocast:
-                fake = generator(sketch)
-            # Critic: real pairs towards 1, generated pairs towards 0.
-            critic.requires_grad_(True)
-            with autocast:
-                loss_d = 0.5 * (gan_loss(critic(sketch, real), True) + gan_loss(critic(sketch, fake.detach()), False))
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            opt_d.step()
-            # Generator: fool the critic and stay close to the photo.
-            critic.requires_grad_(False)
-            with autocast:
-                loss_g_gan = gan_loss(critic(sketch, fake), True)
-            loss_l1 = F.l1_loss(fake.float(), real)
-            opt_g.zero_grad(set_to_none=True)
-            (loss_g_gan + prof.l1_weight * loss_l1).backward()
-            opt_g.step()
+        with autocast:
+            fake = generator(sketch)
+        # Critic: real pairs towards 1, generated pairs towards 0.
+        critic.requires_grad_(True)
+        with autocast:
+            loss_d = 0.5 * (gan_loss(critic(sketch, real), True) + gan_loss(critic(sketch, fake.detach()), False))
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+        # Generator: fool the critic and stay close to the photo.
+        critic.requires_grad_(False)
+        with autocast:
+            loss_g_gan = gan_loss(critic(sketch, fake), True)
+        loss_l1 = F.l1_loss(fake.float(), real)
+        loss_g = loss_g_gan + prof.l1_weight * loss_l1
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
 
-            for k, v in (("loss_d", loss_d), ("loss_g_gan", loss_g_gan), ("loss_l1", loss_l1)):
-                window[k] += v.detach().float()
-            if (step + 1) % log_every == 0:
-                curve.append({"step": epoch * steps_per_epoch + step + 1,
-                              **{k: v.item() / log_every for k, v in window.items()}})
-                for k in sums:
-                    sums[k] += window[k]
-                    window[k].zero_()
-                bar.set_postfix(d=f"{curve[-1]['loss_d']:.3f}", l1=f"{curve[-1]['loss_l1']:.3f}")
-        sched_g.step()
-        sched_d.step()
+        for k, v in (("loss_d", loss_d), ("loss_g_gan", loss_g_gan), ("loss_l1", loss_l1)):
+            window[k] += v.detach().float()
+        done = sched_g.last_epoch + 1  # steps done with this one (the schedule counts them, resumes included)
+        if ((done - 1) % steps_per_epoch + 1) % log_every == 0:
+            epoch_curve.append({"step": done, **{k: v.item() / log_every for k, v in window.items()}})
+            for k in sums:
+                sums[k] += window[k]
+                window[k].zero_()
+        return loss_g.detach()
 
+    def evaluate() -> dict:
+        """Validation L1 of the generated pictures, this epoch's mean losses, and its sample sheet."""
         with autocast:
             fakes = generate_tensor(generator, val_x)
         val_l1 = float((to_float_images(fakes) - to_float_images(val_y)).abs().mean()) if n_val else float("nan")
-        best.update(generator, {"neg_val_l1": -val_l1}, epoch + 1)
+        epoch = sched_g.last_epoch // steps_per_epoch
         done = (steps_per_epoch // log_every) * log_every  # steps whose losses reached ``sums``
-        history.append({"epoch": epoch + 1, **{k: v.item() / done for k, v in sums.items()}, "val_l1": val_l1,
-                        "seconds": timer.seconds})
+        row = {**{k: v.item() / done for k, v in sums.items()}, "val_l1": val_l1, "curve": list(epoch_curve)}
+        for v in (*sums.values(), *window.values()):
+            v.zero_()
+        epoch_curve.clear()
         save_sample_grid(val_x[shown].cpu().numpy(), fakes[shown].cpu().numpy(), val_y[shown].cpu().numpy(),
-                         samples_dir(out_path) / f"epoch-{epoch + 1:03d}.png")
-        save_loss_plot(history, curve, steps_per_epoch, loss_plot_path(out_path))
-        if show_progress:
-            h = history[-1]
-            tqdm.write(f"epoch {epoch + 1}: loss_d {h['loss_d']:.3f} loss_g_gan {h['loss_g_gan']:.3f} "
-                       f"l1 {h['loss_l1']:.3f} val_l1 {val_l1:.3f} ({h['seconds']:.0f}s)")
-        checkpointer.save(signature, generator=generator.state_dict(), critic=critic.state_dict(),
-                          opt_g=opt_g.state_dict(), opt_d=opt_d.state_dict(), sched_g=sched_g.state_dict(),
-                          sched_d=sched_d.state_dict(), epoch=epoch + 1, history=history, curve=curve,
-                          best=best.to_dict())
+                         samples_dir(out_path) / f"epoch-{epoch:03d}.png")
+        return row
 
-    if best.state is not None:
-        generator.load_state_dict(best.state)
+    fitted = fit("sketch2image", generator, None, sched_g, out_path=out_path, signature=signature,
+                 epochs=prof.epochs, n_items=n_train, batch_size=prof.batch_size, seed=prof.seed, step=step,
+                 evaluate=evaluate, best_key="val_l1", best_lower=True, resume=resume, show_progress=show_progress,
+                 device=dev, modules={"critic": critic}, optimizers={"opt_g": opt_g, "opt_d": opt_d},
+                 schedulers={"sched_d": sched_d})
+    history = [{k: v for k, v in h.items() if k != "curve"} for h in fitted.history]
+    curve = [point for h in fitted.history for point in h.get("curve", [])]
+    save_loss_plot(history, curve, steps_per_epoch, loss_plot_path(out_path))
     payload = save_checkpoint(
         out_path, kind="sketch2image", config=config.to_dict(),
         model=generator.cpu().to(memory_format=torch.contiguous_format),
-        metrics={"val_l1": -best.value if best.state is not None else float("nan"), "best_epoch": best.epoch,
+        metrics={"val_l1": fitted.metrics.get("val_l1", float("nan")), "best_epoch": fitted.kept_epoch,
                  "n_val": n_val},
-        train={"profile": asdict(prof), "device": str(dev), "n_train": n_train, "variants": int(variants.shape[0]),
-               "seconds": timer.seconds, "history": history, "curve": curve, "threads": torch.get_num_threads()},
+        train=fitted.train_info(profile=asdict(prof), device=str(dev), n_train=n_train,
+                                variants=int(variants.shape[0]), curve=curve) | {"history": history},
     )
-    checkpointer.finish()
+    finish(out_path)
     return payload
 
 

@@ -124,20 +124,22 @@ class EpochCheckpointer:
 
 
 class BestEpoch:
-    """Model selection on the validation split: the weights of the epoch with the highest ``key``.
+    """Model selection on the validation split: the weights of the epoch with the highest ``key`` (lowest with
+    ``lower``).
 
     Kept in memory (a CPU copy) and in the resumable partial checkpoint (``to_dict``/``load``).
     """
 
-    def __init__(self, key: str):
+    def __init__(self, key: str, lower: bool = False):
         self.key = key
-        self.value = float("-inf")
+        self.sign = -1.0 if lower else 1.0  # lower: the lowest figure wins (a loss)
+        self.value = float("-inf") if not lower else float("inf")
         self.epoch = 0
         self.state: dict[str, torch.Tensor] | None = None
 
     def update(self, model: torch.nn.Module, metrics: dict[str, float], epoch: int) -> None:
         value = metrics.get(self.key)
-        if value is not None and value == value and value > self.value:  # NaN never wins
+        if value is not None and value == value and self.sign * value > self.sign * self.value:  # NaN never wins
             self.value, self.epoch = float(value), epoch
             self.state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 

@@ -29,7 +29,7 @@ def run(out: Path, slow: bool = False, epochs: int = 6, signature: dict | None =
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 1)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 2)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 16, gamma=0.5)  # per batch: halves every 2 epochs
     x, y = torch.randn(64, 4), torch.randn(64, 1)
     figures = iter(scores or [])
 
