@@ -13,20 +13,21 @@ the baseline: the title of the nearest gallery item by cosine on image features.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.checkpoint import SavedConfig
 from models.image_encoder import backbone, descriptor_dim, descriptor_of
 from models.training import to_float_images
 from models.vocab import BOS, EOS, PAD, UNK, Vocab
 
 
 @dataclass
-class CaptionerConfig:
+class CaptionerConfig(SavedConfig):
     vocab: dict = field(default_factory=dict)  # models.vocab.Vocab.to_dict(), mode "title"
     widths: tuple[int, ...] = (32, 64, 128, 256)
     word_dim: int = 128
@@ -36,17 +37,6 @@ class CaptionerConfig:
     blocks: int = 1
     stem_stride: int = 2
     frozen_encoder: str = ""  # version of the Image2Vec whose frozen CNN it reads (its descriptor); "" = its own
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["widths"] = list(self.widths)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> CaptionerConfig:
-        d = dict(d)
-        d["widths"] = tuple(d["widths"])
-        return cls(**d)
 
 
 class Captioner(nn.Module):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,19 @@ FORMAT = 1
 class CheckpointError(RuntimeError):
     """A checkpoint file is missing, unreadable or of the wrong kind."""
 
+
+
+class SavedConfig:
+    """``to_dict``/``from_dict`` of a network's config dataclass, as its checkpoint saves it: tuples are saved
+    as lists (a checkpoint holds plain types) and read back as tuples."""
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        tuples = {f.name for f in fields(cls) if str(f.type).startswith("tuple")}
+        return cls(**{k: tuple(v) if k in tuples and isinstance(v, list) else v for k, v in d.items()})
 
 def state_version(state_dict: dict[str, torch.Tensor]) -> str:
     """A short stable hash of the weights, used to name model versions."""

@@ -26,13 +26,14 @@ its image-only twin then see the same features, with the title and without it.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.checkpoint import SavedConfig
 from models.image_encoder import backbone, descriptor_dim, descriptor_of, descriptor_offsets
 from models.training import for_inference, inference_batch, to_float_images
 from models.vocab import PAD, Vocab
@@ -41,7 +42,7 @@ MAIN_HEAD = "category"  # articleType
 
 
 @dataclass
-class ClassifierConfig:
+class ClassifierConfig(SavedConfig):
     label_names: dict[str, list[str]] = field(default_factory=dict)  # head -> class names; MAIN_HEAD first
     use_text: bool = True
     vocab: dict | None = None  # models.vocab.Vocab.to_dict()
@@ -54,17 +55,6 @@ class ClassifierConfig:
     fused_dim: int = 256
     dropout: float = 0.3
     frozen_encoder: str = ""  # version of the Image2Vec whose frozen CNN it reads; "" = a CNN of its own
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["widths"] = list(self.widths)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> ClassifierConfig:
-        d = dict(d)
-        d["widths"] = tuple(d["widths"])
-        return cls(**d)
 
 
 class TitleEncoder(nn.Module):

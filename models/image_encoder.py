@@ -18,18 +18,19 @@ which is computed once per catalog photo.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.checkpoint import SavedConfig
 from models.training import inference_batch, to_float_images
 
 
 @dataclass
-class EncoderConfig:
+class EncoderConfig(SavedConfig):
     widths: tuple[int, ...] = (32, 64, 128, 256)
     embed_dim: int = 128
     n_classes: int = 141
@@ -39,17 +40,6 @@ class EncoderConfig:
     scale: float = 16.0
     margin: float = 0.2
     dropout: float = 0.1
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["widths"] = list(self.widths)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> EncoderConfig:
-        d = dict(d)
-        d["widths"] = tuple(d["widths"])
-        return cls(**d)
 
 
 def conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:

@@ -39,18 +39,20 @@ Decisions, and why:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from models.checkpoint import SavedConfig
 
 SKETCH_H, SKETCH_W = 80, 60
 PAD_W = 64  # the U-Net's working width
 
 
 @dataclass
-class Pix2PixConfig:
+class Pix2PixConfig(SavedConfig):
     ngf: int = 32  # generator width at the first level (doubles per level, at most 8x)
     ndf: int = 32  # discriminator width at the first level
     depth: int = 4  # stride-2 levels of the U-Net: 80x64 -> 5x4
@@ -66,9 +68,6 @@ class Pix2PixConfig:
             raise ValueError(f"unknown upsample {self.upsample!r}; use 'resize' or 'transpose'")
         if self.norm not in ("instance", "batch", "group"):
             raise ValueError(f"unknown norm {self.norm!r}; use 'instance', 'batch' or 'group'")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> Pix2PixConfig:

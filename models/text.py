@@ -25,12 +25,13 @@ import re
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.checkpoint import SavedConfig
 from models.image_encoder import (  # noqa: F401 - re-exported: the text model's image side reads them
     COLOUR_LEVELS,
     backbone,
@@ -110,7 +111,7 @@ class Tokenizer:
 
 
 @dataclass
-class TextConfig:
+class TextConfig(SavedConfig):
     vocab_size: int
     n_buckets: int = 4096
     word_dim: int = 128
@@ -118,13 +119,6 @@ class TextConfig:
     layers: int = 1
     embed_dim: int = 256
     dropout: float = 0.1
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TextConfig:
-        return cls(**d)
 
 
 class TextEncoder(nn.Module):
@@ -158,18 +152,11 @@ class TextEncoder(nn.Module):
 
 
 @dataclass
-class HeadConfig:
+class HeadConfig(SavedConfig):
     in_dim: int
     hidden: int = 1024
     embed_dim: int = 256
     dropout: float = 0.1
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> HeadConfig:
-        return cls(**d)
 
 
 class ImageHead(nn.Module):

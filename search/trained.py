@@ -44,16 +44,23 @@ class ModelMissingError(RuntimeError):
 
 
 @dataclass
-class Image2Vec:
-    """The image encoder: photos, sketches and generated pictures into the index's ``image`` space."""
+class LoadedModel:
+    """A checkpoint's network, ready to run, with the checkpoint as saved (its ``version``, config, figures)."""
 
-    net: Any  # models.image_encoder.ImageEncoder
+    net: Any
     payload: dict
-    device: str
+    device: str = "cpu"
 
     @property
     def version(self) -> str:
         return self.payload["version"]
+
+
+@dataclass
+class Image2Vec(LoadedModel):
+    """The image encoder: photos, sketches and generated pictures into the index's ``image`` space."""
+
+    net: Any  # models.image_encoder.ImageEncoder
 
     @property
     def dim(self) -> int:
@@ -109,15 +116,10 @@ class Image2Vec:
 
 
 @dataclass
-class SketchToImage:
+class SketchToImage(LoadedModel):
     """The pix2pix generator: a sketch's photo-like picture."""
 
     net: Any  # models.pix2pix.UnetGenerator
-    payload: dict
-
-    @property
-    def version(self) -> str:
-        return self.payload["version"]
 
     def generate(self, sketches: np.ndarray) -> np.ndarray:
         """uint8 sketches (N, 80, 60) -> uint8 pictures (N, 80, 60, 3)."""
@@ -130,15 +132,10 @@ class SketchToImage:
 
 
 @dataclass
-class TextModel:
+class TextModel(LoadedModel):
     """The text model: titles and queries (and catalog photos, for its joint space) into one space."""
 
     net: Any  # models.train_text.TextSearchModel
-    payload: dict
-
-    @property
-    def version(self) -> str:
-        return self.payload["version"]
 
     @property
     def dim(self) -> int:
@@ -161,15 +158,10 @@ class TextModel:
 
 
 @dataclass
-class Classifier:
+class Classifier(LoadedModel):
     """The fused classifier (photo + title) or its image-only twin: category, gender, colour, sub-category."""
 
     net: Any  # models.classifier.FusedClassifier
-    payload: dict
-
-    @property
-    def version(self) -> str:
-        return self.payload["version"]
 
     @property
     def label_names(self) -> dict[str, list[str]]:
@@ -192,15 +184,10 @@ class Classifier:
 
 
 @dataclass
-class Captioner:
+class Captioner(LoadedModel):
     """The LSTM captioner: a draft title for a photo."""
 
     net: Any  # models.captioner.Captioner
-    payload: dict
-
-    @property
-    def version(self) -> str:
-        return self.payload["version"]
 
     def caption(self, image: np.ndarray) -> str:
         """One photo uint8 (80, 60, 3) -> its draft title (beam search)."""
