@@ -22,6 +22,20 @@ from tqdm import tqdm
 from models.training import BestEpoch, EpochCheckpointer, Timer
 
 
+@dataclass
+class Profile:
+    """What every model's training profile names: the epochs, the optimizer's batch size, learning rate and weight
+    decay, how many train items it reads (None: all) and the seed. Each model's profile adds its own fields."""
+
+    name: str
+    epochs: int
+    batch_size: int = 128
+    lr: float = 3e-3
+    weight_decay: float = 5e-4
+    max_train_items: int | None = None
+    seed: int = 0
+
+
 class ResumeError(RuntimeError):
     """A partial checkpoint exists but was written by a run with another configuration."""
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from models.captioner import Captioner, CaptionerConfig, generate_captions
 from models.checkpoint import save_checkpoint
 from models.image_encoder import adopt_backbone, frozen_shape
-from models.loop import finish, fit
+from models.loop import Profile, finish, fit
 from models.metrics import bleu4
 from models.training import (
     augment_images,
@@ -34,20 +34,14 @@ from models.vocab import PAD, Vocab
 
 
 @dataclass
-class CaptionerProfile:
-    name: str
-    epochs: int
-    batch_size: int = 128
-    lr: float = 3e-3
+class CaptionerProfile(Profile):
     weight_decay: float = 1e-4
     label_smoothing: float = 0.05
-    max_train_items: int | None = None
     widths: tuple[int, ...] = (32, 64, 128, 256)
     hidden: int = 256
     word_dim: int = 128
     min_word_count: int = 3
     val_bleu_items: int = 1000
-    seed: int = 0
 
 
 PROFILES = {

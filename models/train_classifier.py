@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from models.checkpoint import save_checkpoint
 from models.classifier import MAIN_HEAD, ClassifierConfig, FusedClassifier, predict
 from models.image_encoder import adopt_backbone, frozen_shape
-from models.loop import finish, fit
+from models.loop import Profile, finish, fit
 from models.training import (
     augment_images,
     autocast_for,
@@ -39,25 +39,18 @@ EXTRA_HEADS = ("sub_category", "gender", "colour")  # CatalogRow attribute names
 
 
 @dataclass
-class ClassifierProfile:
-    name: str
-    epochs: int
-    batch_size: int = 128
-    lr: float = 3e-3
-    weight_decay: float = 5e-4
+class ClassifierProfile(Profile):
     label_smoothing: float = 0.1
     extra_heads: tuple[str, ...] = EXTRA_HEADS
     extra_weight: float = 0.3  # loss weight of each extra head (articleType: 1)
     cam_weight: float = 0.5  # loss weight of the linear CAM heads, relative to their head
     title_dropout: float = 0.3  # share of items trained without their title
     word_dropout: float = 0.1  # share of words replaced by <unk>
-    max_train_items: int | None = None
     widths: tuple[int, ...] = (32, 64, 128, 256)
     blocks: int = 1
     stem_stride: int = 2
     keep_best: bool = False  # save the epoch with the best validation articleType accuracy, not the last
     min_word_count: int = 2
-    seed: int = 0
 
 
 PROFILES = {

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from models.checkpoint import save_checkpoint
 from models.image_encoder import EncoderConfig, ImageEncoder
-from models.loop import finish, fit
+from models.loop import Profile, finish, fit
 from models.metrics import precision_at_k
 from models.training import (
     EpochCheckpointer,
@@ -37,18 +37,12 @@ from models.training import (
 
 
 @dataclass
-class EncoderProfile:
-    name: str
-    epochs: int
-    batch_size: int = 128
-    lr: float = 3e-3
-    weight_decay: float = 5e-4
+class EncoderProfile(Profile):
     label_smoothing: float = 0.1
     sketch_fraction: float = 0.35
     sketch_variants: int = 1  # drawings made of each train photo (search.train draws them)
     distort_fraction: float = 0.0  # share of sketches bent out of the photo's geometry (``distort_sketches``)
     pool_fraction: float = 0.0  # share of every batch given to people's drawings, when a pool is passed
-    max_train_items: int | None = None
     widths: tuple[int, ...] = (32, 64, 128, 256)
     blocks: int = 1
     stem_stride: int = 2
@@ -58,7 +52,6 @@ class EncoderProfile:
     budget_seconds: float | None = None
     min_epochs: int = 3
     embed_dim: int = 128
-    seed: int = 0
 
 
 PROFILES = {

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from models.checkpoint import CheckpointError, save_checkpoint
 from models.image_encoder import ImageEncoder
-from models.loop import finish, fit
+from models.loop import Profile, finish, fit
 from models.metrics import precision_at_k, recall_at_k
 from models.text import (
     HeadConfig,
@@ -55,9 +55,7 @@ from models.training import (
 
 
 @dataclass
-class TextProfile:
-    name: str
-    epochs: int
+class TextProfile(Profile):
     batch_size: int = 256
     lr: float = 2e-3
     weight_decay: float = 1e-4
@@ -76,8 +74,6 @@ class TextProfile:
     augment: bool = False  # recompute the descriptor of augmented photos every batch (GPU)
     tower: str = "frozen"  # joint space: "frozen" Image2Vec, or "finetune" a copy of its CNN end to end
     tower_lr: float = 0.3  # the tower's learning rate, relative to ``lr``
-    max_train_items: int | None = None
-    seed: int = 0
 
 
 PROFILES = {

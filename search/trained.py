@@ -251,6 +251,12 @@ class TrainedModels:
         """The loaded model of a role, by its name in ``MODEL_FILES``."""
         return self._load(role)
 
+    def version_in_memory(self, role: str) -> str | None:
+        """The version of a role's model as loaded in this process; None when not loaded (nothing is loaded)."""
+        with self._lock:
+            model = self._loaded.get(role)
+        return model.version if model is not None else None
+
     def _load(self, role: str):
         with self._lock:
             if role in self._loaded:

@@ -17,7 +17,7 @@ from django.conf import settings
 from search import pipeline
 from search.pipeline import Encoded
 from webapp.celery_app import send
-from webapp.services import SearchUnavailable, get_models
+from webapp.services import SearchUnavailable, active_version, follow_index, get_models
 
 ENCODE_TASK = "workers.encode_query"
 
@@ -27,8 +27,20 @@ def decode(data: bytes, kind: str) -> tuple[np.ndarray, dict[str, float]]:
     return pipeline.decode(data, kind, max_bytes=settings.UPLOAD_MAX_BYTES, max_pixels=settings.UPLOAD_MAX_PIXELS)
 
 
+FOLLOW_INDEX_EVERY = 1.0  # seconds between a process's looks at which encoder built the active index
+_followed = [float("-inf")]
+
+
 def encode_here(array: np.ndarray, kind: str, road: str) -> tuple[Encoded, str]:
-    """The model part of a query in this process: (encoded, version of the model that made the vector)."""
+    """The model part of a query in this process: (encoded, version of the model that made the vector).
+
+    At most every ``FOLLOW_INDEX_EVERY`` seconds it first checks that the models in memory are those the
+    active index was built with (``services.follow_index``): an inference worker moves to new models with
+    the index, without a restart."""
+    now = time.monotonic()
+    if now - _followed[0] >= FOLLOW_INDEX_EVERY:
+        _followed[0] = now
+        follow_index(active_version())
     return pipeline.encode(get_models(), array, kind, road, categories=settings.RERANK_WEIGHT > 0)
 
 

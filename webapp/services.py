@@ -23,7 +23,8 @@ from search.timing import timed
 from search.trained import TrainedModels, resolve_device
 from webapp.models import IndexEntry, IndexVersion, Item, LiveVector
 
-__all__ = ["Filters", "Hit", "SearchResult", "SearchUnavailable", "active_index", "active_store", "get_models",
+__all__ = ["Filters", "Hit", "SearchResult", "SearchUnavailable", "active_index", "active_store", "follow_index",
+           "get_models",
            "search_combined", "search_vector", "similar_items", "visible_items"]
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,21 @@ def reset_caches() -> None:
 
 def active_version() -> IndexVersion | None:
     return IndexVersion.objects.filter(is_active=True).first()
+
+
+def follow_index(version: IndexVersion | None) -> None:
+    """Models and index switch together: forget this process's loaded models when the active index was built
+    by another encoder than the one in memory (``make train`` and its reindex, while the app runs); the next
+    query loads the checkpoints from disk, which the reindex embedded the catalog with."""
+    global _models
+    if version is None or not version.encoder_version:
+        return
+    with _lock:
+        in_memory = _models.version_in_memory("encoder") if _models is not None else None
+        if in_memory is not None and in_memory != version.encoder_version:
+            log.info("index %s was built by encoder %s; loading it in place of %s", version.name,
+                     version.encoder_version, in_memory)
+            _models = None
 
 
 def load_store(version: IndexVersion) -> tuple[VectorStore, np.ndarray]:
@@ -106,6 +122,7 @@ def active_store() -> tuple[IndexVersion, VectorStore, np.ndarray]:
     version = active_version()
     if version is None:
         raise SearchUnavailable("no search index yet: import a catalog and run `python manage.py reindex`")
+    follow_index(version)
     store, item_of = load_store(version)
     return version, store, item_of
 

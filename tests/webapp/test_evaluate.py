@@ -153,3 +153,7 @@ def test_evaluate_reports_drawings_by_people_by_kind(searchable, settings, tmp_p
     assert 'id="human-kinds"' in page and "purse (quickdraw)" in page
     image = staff_client.get("/report/images/human-sketches.png")
     assert image.status_code == 200 and image["Content-Type"] == "image/png"
+    quick = settings.ARTIFACTS_DIR / "reports" / "human.json"
+    call_command("evaluate", json=str(quick), human_only=True)  # the same figures, nothing else measured
+    alone = json.loads(quick.read_text())
+    assert alone["human"]["groups"] == groups and "photo" not in alone and alone["models"]["encoder"]

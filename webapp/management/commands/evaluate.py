@@ -134,6 +134,8 @@ class Command(BaseCommand):
         parser.add_argument("--queries", default=None, help="external query CSV (query_image,kind,text,...)")
         parser.add_argument("--no-human", action="store_true",
                             help="skip the drawings by people (HUMAN_SKETCHES_DIR/queries.csv)")
+        parser.add_argument("--human-only", action="store_true",
+                            help="only the drawings by people (a quick comparison of sketch recipes)")
         parser.add_argument("--limit", type=int, default=None,
                             help="evaluate only the first N test queries (and N validation queries in the sweeps)")
 
@@ -141,8 +143,11 @@ class Command(BaseCommand):
         self.stdout.write(text)
         self.stdout.flush()
 
-    def handle(self, *args, json_path=None, queries=None, limit=None, no_human=False, **opts):
+    def handle(self, *args, json_path=None, queries=None, limit=None, no_human=False, human_only=False, **opts):
         started = time.perf_counter()
+        if human_only:
+            report = {"models": {"encoder": get_models().encoder().version}, **self.human()}
+            return self.write(report, json_path, started, "python manage.py evaluate --human-only")
         self.limit = limit  # the validation sweeps take a sample of this size too
         try:
             version, store, item_of = active_store()
@@ -186,13 +191,22 @@ class Command(BaseCommand):
         self.caption_figures(report, store, item_of, rows, test_ids, photos, [r[3] for r in test_rows])
         if queries:
             report["queries"] = evaluate_query_file(Path(queries))
+        if not no_human:
+            report.update(self.human())
+        self.write(report, json_path, started, "python manage.py evaluate" + (f" --limit {limit}" if limit else ""))
+
+    def human(self) -> dict:
+        """``{"human": figures}`` of the drawings by people, when HUMAN_SKETCHES_DIR/queries.csv is there."""
         human = Path(settings.HUMAN_SKETCHES_DIR) / "queries.csv"
-        if not no_human and human.is_file():
-            self.say(f"Drawings by people: {human}...")
-            report["human"] = human_figures(human, Path(settings.HUMAN_SKETCHES_TRAIN_DIR),
-                                            settings.ARTIFACTS_DIR / "reports" / "human-sketches.png")
+        if not human.is_file():
+            return {}
+        self.say(f"Drawings by people: {human}...")
+        return {"human": human_figures(human, Path(settings.HUMAN_SKETCHES_TRAIN_DIR),
+                                       settings.ARTIFACTS_DIR / "reports" / "human-sketches.png")}
+
+    def write(self, report: dict, json_path, started: float, command: str) -> None:
         report["seconds"] = round(time.perf_counter() - started, 1)
-        report["command"] = "python manage.py evaluate" + (f" --limit {limit}" if limit else "")
+        report["command"] = command
         text = json.dumps(report, indent=2)
         self.say(text)
         if json_path:
