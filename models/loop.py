@@ -36,6 +36,16 @@ class Profile:
     seed: int = 0
 
 
+def adamw_one_cycle(model: torch.nn.Module, prof: Profile, steps_per_epoch: int, pct_start: float = 0.15):
+    """(AdamW over the trainable parameters, a one-cycle schedule stepped per batch over ``prof.epochs``): what
+    the models here train with."""
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=prof.lr,
+                                  weight_decay=prof.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=prof.lr,
+                                                    total_steps=prof.epochs * steps_per_epoch, pct_start=pct_start)
+    return optimizer, scheduler
+
+
 class ResumeError(RuntimeError):
     """A partial checkpoint exists but was written by a run with another configuration."""
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from models.captioner import Captioner, CaptionerConfig, generate_captions
 from models.checkpoint import save_checkpoint
 from models.image_encoder import adopt_backbone, frozen_shape
-from models.loop import Profile, finish, fit
+from models.loop import Profile, adamw_one_cycle, finish, fit
 from models.metrics import bleu4
 from models.training import (
     augment_images,
@@ -97,10 +97,7 @@ def train_captioner(train_images: np.ndarray, train_titles: list[str], val_image
     val_tokens = vocab.encode_batch(list(val_titles), config.max_len + 1, bos=True, eos=True)
 
     steps_per_epoch = max(1, n_train // prof.batch_size)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=prof.lr,
-                                  weight_decay=prof.weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=prof.lr,
-                                                    total_steps=prof.epochs * steps_per_epoch, pct_start=0.15)
+    optimizer, scheduler = adamw_one_cycle(model, prof, steps_per_epoch)
     signature = {"profile": asdict(prof), "config": config.to_dict(), "n_train": n_train}
     autocast = autocast_for(dev)
 

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from models.checkpoint import save_checkpoint
 from models.classifier import MAIN_HEAD, ClassifierConfig, FusedClassifier, predict
 from models.image_encoder import adopt_backbone, frozen_shape
-from models.loop import Profile, finish, fit
+from models.loop import Profile, adamw_one_cycle, finish, fit
 from models.training import (
     augment_images,
     autocast_for,
@@ -125,10 +125,7 @@ def train_classifier(train_images: np.ndarray, train_titles: list[str], train_ta
     tokens = model.encode_titles([train_titles[i] for i in subset], n_train).to(dev) if use_text else None
 
     steps_per_epoch = max(1, n_train // prof.batch_size)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=prof.lr,
-                                  weight_decay=prof.weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=prof.lr,
-                                                    total_steps=prof.epochs * steps_per_epoch, pct_start=0.15)
+    optimizer, scheduler = adamw_one_cycle(model, prof, steps_per_epoch)
     signature = {"profile": asdict(prof), "config": config.to_dict(), "n_train": n_train}
     autocast = autocast_for(dev)
     weights = {h: (1.0 if h == MAIN_HEAD else prof.extra_weight) for h in heads}

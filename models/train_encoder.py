@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from models.checkpoint import save_checkpoint
 from models.image_encoder import EncoderConfig, ImageEncoder
-from models.loop import Profile, finish, fit
+from models.loop import Profile, adamw_one_cycle, finish, fit
 from models.metrics import precision_at_k
 from models.training import (
     EpochCheckpointer,
@@ -231,7 +231,6 @@ def train_encoder(train_images: np.ndarray, train_labels: np.ndarray, val_images
         pool_labels = torch.from_numpy(np.asarray(pool[1], dtype=np.int64)).to(dev)
 
     steps_per_epoch = max(1, n_train // prof.batch_size)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=prof.lr, weight_decay=prof.weight_decay)
     autocast = autocast_for(dev)
 
     def step(idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -283,8 +282,7 @@ def train_encoder(train_images: np.ndarray, train_labels: np.ndarray, val_images
                            f"epochs fit in the {prof.budget_seconds:.0f}s budget")
         prof = replace(prof, epochs=epochs)
     signature = signature_of(prof)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=prof.lr, total_steps=prof.epochs * steps_per_epoch,
-                                                    pct_start=0.15)
+    optimizer, scheduler = adamw_one_cycle(model, prof, steps_per_epoch)
     fitted = fit("encoder", model, optimizer, scheduler, out_path=out_path, signature=signature, epochs=prof.epochs,
                  n_items=n_train, batch_size=prof.batch_size, seed=prof.seed, step=step, device=dev,
                  evaluate=lambda: evaluate_encoder(model, val_images, val_labels, dev, val_sketches),
