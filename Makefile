@@ -33,9 +33,11 @@ demo: venv
 test: venv browser
 	$(PY) -m pytest
 
+# Every model (cpu profile without a GPU), then what the app needs to serve them: the database and the catalog on a
+# fresh clone, and a new index built with the new models (prepare_demo skips what is already done).
 train: venv
 	$(PY) manage.py train all --profile $(PROFILE) --device $(DEVICE)
-	$(PY) manage.py reindex
+	$(PY) manage.py prepare_demo
 
 bench: venv
 	$(PY) -m bench.run
