@@ -101,3 +101,56 @@ def read_pool(directory: str | Path, cache_dir: str | Path | None = None) -> Poo
         np.savez(tmp, sketches=pool.sketches, kinds=np.array(kinds, dtype=str), skipped=np.array(skipped, dtype=str))
         tmp.replace(cache)
     return pool
+
+
+# ---- Quick, Draw! strokes, as the canvas draws them ------------------------------------------------------------
+# The shop's canvas is CANVAS px square with a CANVAS_STROKE px brush by default (static/js/sketch.js); the human
+# set's PNGs were rendered so too, each drawing scaled to DRAWING_SPAN px and centred (human-sketches/README.md).
+CANVAS = 512
+CANVAS_STROKE = 7
+DRAWING_SPAN = 420
+
+
+def read_ndjson(path: str | Path) -> list[dict]:
+    """The drawings of a Quick, Draw! ``.ndjson`` file (one JSON object a line, ``drawing`` = strokes, each
+    ``[[x...], [y...]]``); lines that are not such a drawing are skipped."""
+    import json
+
+    drawings = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+            strokes = record["drawing"]
+            if strokes and all(len(s) >= 2 and len(s[0]) == len(s[1]) and len(s[0]) for s in strokes):
+                drawings.append(record)
+        except (ValueError, KeyError, TypeError, IndexError):
+            continue
+    return drawings
+
+
+def canvas_strokes(strokes: list, size: int = CANVAS, span: int = DRAWING_SPAN) -> list[list[tuple[float, float]]]:
+    """Quick, Draw! strokes -> points on a ``size`` px canvas: the drawing scaled so that its longer side is
+    ``span`` px, and centred."""
+    xs = np.concatenate([np.asarray(s[0], float) for s in strokes])
+    ys = np.concatenate([np.asarray(s[1], float) for s in strokes])
+    scale = span / max(xs.max() - xs.min(), ys.max() - ys.min(), 1.0)
+    dx = (size - (xs.max() - xs.min()) * scale) / 2 - xs.min() * scale
+    dy = (size - (ys.max() - ys.min()) * scale) / 2 - ys.min() * scale
+    return [[(x * scale + dx, y * scale + dy) for x, y in zip(s[0], s[1], strict=True)] for s in strokes]
+
+
+def render_strokes(strokes: list, size: int = CANVAS, width: int = CANVAS_STROKE):
+    """A Quick, Draw! drawing as the canvas shows it: a ``size`` px square PIL image, black ``width`` px round
+    strokes on white."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("L", (size, size), 255)
+    draw = ImageDraw.Draw(img)
+    for points in canvas_strokes(strokes, size):
+        if len(points) == 1:
+            points = points * 2
+        draw.line(points, fill=0, width=width, joint="curve")
+        for x, y in (points[0], points[-1]):  # round caps, as the canvas's lineCap
+            r = width / 2
+            draw.ellipse((x - r, y - r, x + r, y + r), fill=0)
+    return img

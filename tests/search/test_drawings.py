@@ -1,6 +1,8 @@
 """People's drawings as training data: framed as queries are, labelled by the kind's articleType, never the
 validation set."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
@@ -51,3 +53,39 @@ def test_the_validation_set_is_never_a_training_pool(tmp_path):
         read_pool(tmp_path)
     with pytest.raises(FileNotFoundError):
         read_pool(tmp_path / "missing")
+
+
+def test_ndjson_strokes_render_at_the_canvas_size_with_its_stroke(tmp_path):
+    from search.drawings import CANVAS, CANVAS_STROKE, DRAWING_SPAN, read_ndjson, render_strokes
+
+    path = tmp_path / "line.ndjson"
+    path.write_text('{"word": "belt", "drawing": [[[0, 255], [100, 100]], [[0, 255], [160, 160]]]}\n'
+                    "not json\n" '{"word": "empty", "drawing": []}\n')
+    drawings = read_ndjson(path)
+    assert [d["word"] for d in drawings] == ["belt"]  # the broken lines are skipped
+    img = np.asarray(render_strokes(drawings[0]["drawing"])) < 128
+    assert img.shape == (CANVAS, CANVAS)
+    column = img[:, CANVAS // 2]
+    runs = np.flatnonzero(np.diff(np.concatenate([[0], column.astype(int), [0]])))
+    widths = runs[1::2] - runs[::2]
+    assert list(widths) == [CANVAS_STROKE, CANVAS_STROKE]  # two lines, each the brush's width
+    xs = np.flatnonzero(img.any(axis=0))
+    assert abs((xs[-1] - xs[0]) - (DRAWING_SPAN + CANVAS_STROKE)) <= 2  # scaled to the span, with round caps
+    assert abs((xs[0] + xs[-1]) / 2 - CANVAS / 2) <= 1  # and centred
+
+
+HUMAN = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "human-sketches" / "quickdraw"
+
+
+@pytest.mark.skipif(not HUMAN.is_dir(), reason="the human sketches are not beside the checkout")
+def test_rendered_strokes_match_the_human_sets_pictures():
+    from PIL import Image
+
+    from search.drawings import read_ndjson, render_strokes
+
+    record = read_ndjson(HUMAN / "ndjson" / "t-shirt.ndjson")[0]
+    with Image.open(HUMAN / "png" / "t-shirt" / f"{record['key_id']}.png") as png:
+        theirs = np.asarray(png.convert("L")) < 128
+    ours = np.asarray(render_strokes(record["drawing"])) < 128
+    assert ours.shape == theirs.shape
+    assert (ours & theirs).sum() / (ours | theirs).sum() > 0.8
