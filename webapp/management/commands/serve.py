@@ -51,6 +51,9 @@ class Command(BaseCommand):
         # SIGTERM ends the server as Ctrl+C does (KeyboardInterrupt), so the worker is stopped below; by default
         # Python would exit at once and leave the worker running, an orphan.
         signal.signal(signal.SIGTERM, signal.default_int_handler)
+        # And Ctrl+C always does: a process started in the background by a shell inherits SIGINT ignored, and
+        # Python then leaves it ignored.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         worker = None
         try:
             if not no_worker:
