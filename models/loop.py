@@ -11,11 +11,14 @@ epoch. A partial file written with another configuration is refused with ``Resum
 
 from __future__ import annotations
 
+import copy
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -25,7 +28,11 @@ from models.training import BestEpoch, EpochCheckpointer, Timer
 @dataclass
 class Profile:
     """What every model's training profile names: the epochs, the optimizer's batch size, learning rate and weight
-    decay, how many train items it reads (None: all) and the seed. Each model's profile adds its own fields."""
+    decay, how many train items it reads (None: all) and the seed. Each model's profile adds its own fields.
+
+    ``budget_seconds``: the wall time the training may take. ``epochs`` is then the most it runs, cut to what this
+    machine's measured speed fits in the time (``plan_epochs``), never under ``min_epochs``. None: always ``epochs``.
+    Two machines sold as "2 CPU cores" differ by 2x (AVX-512 BF16 or AVX2 alone): a budget keeps the hour."""
 
     name: str
     epochs: int
@@ -34,6 +41,8 @@ class Profile:
     weight_decay: float = 5e-4
     max_train_items: int | None = None
     seed: int = 0
+    budget_seconds: float | None = None
+    min_epochs: int = 1
 
 
 def adamw_one_cycle(model: torch.nn.Module, prof: Profile, steps_per_epoch: int, pct_start: float = 0.15):
@@ -44,6 +53,88 @@ def adamw_one_cycle(model: torch.nn.Module, prof: Profile, steps_per_epoch: int,
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=prof.lr,
                                                     total_steps=prof.epochs * steps_per_epoch, pct_start=pct_start)
     return optimizer, scheduler
+
+
+def budget_epochs(prof: Profile, epoch_seconds: float) -> int:
+    """The epochs of a budgeted profile that fit in ``budget_seconds`` at ``epoch_seconds`` each (measured),
+    between ``min_epochs`` and ``epochs``."""
+    if not prof.budget_seconds:
+        return prof.epochs
+    fits = int(prof.budget_seconds // max(epoch_seconds, 1e-9))
+    return max(min(prof.min_epochs, prof.epochs), min(prof.epochs, fits))
+
+
+def measure_epoch_seconds(step: Callable[[torch.Tensor, torch.Generator], torch.Tensor], n_items: int,
+                          batch_size: int, device: torch.device | str, state: dict[str, Any],
+                          evaluate_seconds: Callable[[], float] | None = None, probes: int = 3) -> float:
+    """Seconds one epoch takes here: a few training steps (forward and backward), scaled to the epoch's batches,
+    plus ``evaluate_seconds()`` (the caller's estimate of its validation, timed on a slice).
+
+    ``state``: the modules and optimizers the probe steps may change (a GAN's step runs its own optimizers); they
+    are left as they were."""
+    saved = {k: copy.deepcopy(v.state_dict()) for k, v in state.items()}
+    gen = torch.Generator().manual_seed(12345)
+    times = []
+    for v in state.values():
+        if isinstance(v, torch.nn.Module):
+            v.train()
+    for _ in range(probes + 1):  # the first warms the allocator and oneDNN's kernels up
+        idx = torch.randint(0, n_items, (min(batch_size, n_items),), generator=gen).to(device)
+        start = time.perf_counter()
+        loss = step(idx, gen)
+        if loss.requires_grad:
+            loss.backward()
+        times.append(time.perf_counter() - start)
+    for k, v in state.items():
+        v.load_state_dict(saved[k])
+        if isinstance(v, torch.nn.Module):
+            v.zero_grad(set_to_none=True)
+            v.eval()
+    eval_seconds = evaluate_seconds() if evaluate_seconds is not None else 0.0
+    return float(np.median(times[1:])) * max(1, n_items // batch_size) + eval_seconds
+
+
+def seconds_of(fn: Callable[[], Any]) -> float:
+    """The wall time of one call of ``fn`` (a validation pass whose result is not needed)."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def resumable_epochs(out_path: Path, signature: dict) -> int | None:
+    """The epochs of an interrupted budgeted run whose signature was this one but for its epochs, else None: a
+    resumed run keeps the schedule it started with. (``signature["profile"]`` is the profile as a dict.)"""
+    partial = EpochCheckpointer(out_path).partial_path
+    if not partial.is_file():
+        return None
+    saved = torch.load(partial, map_location="cpu", weights_only=False).get("signature") or {}
+    epochs = (saved.get("profile") or {}).get("epochs")
+    if epochs is None:
+        return None
+    mine = copy.deepcopy(signature)
+    mine["profile"]["epochs"] = epochs
+    return int(epochs) if mine == saved else None
+
+
+def plan_epochs(name: str, prof: Profile, out_path: Path, signature_of: Callable[[Profile], dict],
+                measure: Callable[[], float], resume: bool = True,
+                show_progress: bool = True) -> tuple[Profile, float | None]:
+    """(The profile with the epochs this run trains, the measured seconds of an epoch or None).
+
+    Without a budget, the profile as it is. With one, the epochs of the interrupted run being resumed, else those
+    that ``measure()``'s epoch time fits in the budget. The schedule's length must be known before the first step
+    (one cycle), so this runs before the optimizer's schedule is built."""
+    if not prof.budget_seconds:
+        return prof, None
+    epochs = resumable_epochs(out_path, signature_of(prof)) if resume else None
+    if epochs is not None:
+        return replace(prof, epochs=epochs), None
+    epoch_seconds = measure()
+    epochs = budget_epochs(prof, epoch_seconds)
+    if show_progress:
+        tqdm.write(f"{name}: an epoch takes ~{epoch_seconds:.0f}s here; {epochs} of at most {prof.epochs} epochs "
+                   f"fit in the {prof.budget_seconds:.0f}s budget")
+    return replace(prof, epochs=epochs), epoch_seconds
 
 
 class ResumeError(RuntimeError):

@@ -10,9 +10,8 @@ sketch -> vector road.
 
 from __future__ import annotations
 
-import copy
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -21,10 +20,9 @@ from tqdm import tqdm
 
 from models.checkpoint import save_checkpoint
 from models.image_encoder import EncoderConfig, ImageEncoder
-from models.loop import Profile, adamw_one_cycle, finish, fit
+from models.loop import Profile, adamw_one_cycle, finish, fit, measure_epoch_seconds, plan_epochs
 from models.metrics import precision_at_k
 from models.training import (
-    EpochCheckpointer,
     augment_images,
     autocast_for,
     cpu_has_bf16,
@@ -47,10 +45,7 @@ class EncoderProfile(Profile):
     blocks: int = 1
     stem_stride: int = 2
     keep_best: bool = False  # save the epoch with the best validation P@5, not the last
-    # Wall time the training may take: ``epochs`` is then the most it runs, cut to what this machine's measured
-    # speed fits in the time (``budget_epochs``), never under ``min_epochs``. None: always ``epochs``.
-    budget_seconds: float | None = None
-    min_epochs: int = 3
+    min_epochs: int = 3  # of a budgeted profile (``models.loop.plan_epochs``)
     embed_dim: int = 128
 
 
@@ -59,10 +54,10 @@ PROFILES = {
     # validation photo P@5 0.59 -> 0.68 for about 75 s more.
     "quick": EncoderProfile("quick", epochs=3, batch_size=96, max_train_items=16000, widths=(24, 48, 96, 192),
                             pool_fraction=0.1),
-    # What `make train` uses without a GPU: the encoder's share of an hour on 2 CPU cores, 30 minutes. Two cores
-    # differ: with avx512_bf16 (bf16 autocast) 12 epochs fit; on AVX2 alone (fp32, ~1 s a batch) about 6.
+    # What `make train` uses without a GPU: the encoder's share of an hour on 2 CPU cores, 25 minutes. Two cores
+    # differ: with avx512_bf16 (bf16 autocast) about 10 epochs fit; on AVX2 alone (fp32, ~1 s a batch) 5.
     "cpu": EncoderProfile("cpu", epochs=12, batch_size=128, sketch_fraction=0.5, distort_fraction=0.5,
-                          pool_fraction=0.1, keep_best=True, budget_seconds=1800),
+                          pool_fraction=0.1, keep_best=True, budget_seconds=1500),
     # The profile the quality targets are measured on (GPU: minutes; 2 CPU cores: hours).
     "full": EncoderProfile("full", epochs=100, batch_size=256, lr=4e-3, widths=(24, 40, 80, 160, 320), blocks=2,
                            stem_stride=1, keep_best=True),
@@ -119,52 +114,6 @@ def distort_sketches(x: torch.Tensor, generator: torch.Generator, *, rotate: flo
     theta[:, 1, 1] = cos / stretch
     grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
     return F.grid_sample(x - 1.0, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + 1.0
-
-
-def budget_epochs(prof: EncoderProfile, epoch_seconds: float) -> int:
-    """The epochs of a budgeted profile that fit in ``budget_seconds`` at ``epoch_seconds`` each (measured),
-    between ``min_epochs`` and ``epochs``."""
-    if not prof.budget_seconds:
-        return prof.epochs
-    fits = int(prof.budget_seconds // max(epoch_seconds, 1e-9))
-    return max(min(prof.min_epochs, prof.epochs), min(prof.epochs, fits))
-
-
-def measure_epoch_seconds(model: ImageEncoder, step, n_train: int, batch_size: int, device: torch.device,
-                          evaluate_slice, n_val: int, probes: int = 3) -> float:
-    """Seconds one epoch takes here: a few training steps (forward and backward; the model is left as it was)
-    and validation on a slice, scaled to the epoch's batches and the validation split."""
-    saved = copy.deepcopy(model.state_dict())
-    gen = torch.Generator().manual_seed(12345)
-    times = []
-    model.train()
-    for _ in range(probes + 1):  # the first warms the allocator and oneDNN's kernels up
-        idx = torch.randint(0, n_train, (min(batch_size, n_train),), generator=gen).to(device)
-        start = time.perf_counter()
-        step(idx, gen).backward()
-        model.zero_grad(set_to_none=True)
-        times.append(time.perf_counter() - start)
-    model.load_state_dict(saved)
-    model.eval()
-    start = time.perf_counter()
-    n_slice = evaluate_slice()
-    eval_seconds = (time.perf_counter() - start) * n_val / max(1, n_slice)
-    return float(np.median(times[1:])) * max(1, n_train // batch_size) + eval_seconds
-
-
-def resumable_epochs(out_path, signature: dict) -> int | None:
-    """The epochs of an interrupted budgeted run that had this ``signature`` (but for its epochs), else None:
-    a resumed run keeps the schedule it started with."""
-    partial = EpochCheckpointer(out_path).partial_path
-    if not partial.is_file():
-        return None
-    saved = torch.load(partial, map_location="cpu", weights_only=False).get("signature") or {}
-    epochs = saved.get("profile", {}).get("epochs")
-    if epochs is None:
-        return None
-    mine = copy.deepcopy(signature)
-    mine["profile"]["epochs"] = epochs
-    return int(epochs) if mine == saved else None
 
 
 @torch.no_grad()
@@ -264,23 +213,16 @@ def train_encoder(train_images: np.ndarray, train_labels: np.ndarray, val_images
         return {"profile": asdict(p), "config": config.to_dict(), "n_train": n_train,
                 "n_pool": 0 if pool_sketches is None else len(pool_sketches)}
 
-    epoch_seconds = None
-    if prof.budget_seconds:  # the schedule's length must be known before the first step (one cycle)
-        epochs = resumable_epochs(out_path, signature_of(prof)) if resume else None
-        if epochs is None:
-            def evaluate_slice() -> int:
-                n = min(256, len(val_images))
-                evaluate_encoder(model, val_images[:n], val_labels[:n], dev,
-                                 None if val_sketches is None else val_sketches[:n])
-                return n
+    def evaluate_seconds() -> float:  # validation timed on a slice, scaled to the split
+        n = min(256, len(val_images))
+        start = time.perf_counter()
+        evaluate_encoder(model, val_images[:n], val_labels[:n], dev, None if val_sketches is None else val_sketches[:n])
+        return (time.perf_counter() - start) * len(val_images) / max(1, n)
 
-            epoch_seconds = measure_epoch_seconds(model, step, n_train, prof.batch_size, dev, evaluate_slice,
-                                                  len(val_images))
-            epochs = budget_epochs(prof, epoch_seconds)
-            if show_progress:
-                tqdm.write(f"encoder: an epoch takes ~{epoch_seconds:.0f}s here; {epochs} of at most {prof.epochs} "
-                           f"epochs fit in the {prof.budget_seconds:.0f}s budget")
-        prof = replace(prof, epochs=epochs)
+    prof, epoch_seconds = plan_epochs(
+        "encoder", prof, out_path, signature_of, resume=resume, show_progress=show_progress,
+        measure=lambda: measure_epoch_seconds(step, n_train, prof.batch_size, dev, {"model": model},
+                                              evaluate_seconds))
     signature = signature_of(prof)
     optimizer, scheduler = adamw_one_cycle(model, prof, steps_per_epoch)
     fitted = fit("encoder", model, optimizer, scheduler, out_path=out_path, signature=signature, epochs=prof.epochs,

@@ -24,6 +24,7 @@ the ``cpu`` profile trains in fp32.
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from models.checkpoint import save_checkpoint
-from models.loop import finish, fit
+from models.loop import Profile, finish, fit, measure_epoch_seconds, plan_epochs
 from models.pix2pix import GANLoss, PatchDiscriminator, Pix2PixConfig, UnetGenerator
 from models.training import (
     autocast_for,
@@ -44,15 +45,12 @@ from models.training import (
 
 
 @dataclass
-class Sketch2ImageProfile:
-    name: str
-    epochs: int
+class Sketch2ImageProfile(Profile):
     batch_size: int = 64
     lr: float = 2e-4
+    max_val_items: int | None = 2000
     beta1: float = 0.5
     l1_weight: float = 100.0
-    max_train_items: int | None = None
-    max_val_items: int | None = 2000
     ngf: int = 32
     ndf: int = 32
     norm: str = "instance"  # see models.pix2pix
@@ -62,19 +60,18 @@ class Sketch2ImageProfile:
     thicken_p: float = 0.2  # share of sketches whose strokes grow by one pixel
     erase_p: float = 0.25  # share of sketches with a patch of strokes erased
     n_samples: int = 8  # validation items in the per-epoch sample grid
-    seed: int = 0
 
 
 PROFILES = {
     # ~4 minutes on 2 CPU cores: a half-width network, 6,400 images seen; blurry colours and shapes.
     "quick": Sketch2ImageProfile("quick", epochs=1, batch_size=32, lr=4e-4, max_train_items=3200, max_val_items=500,
                                  ngf=16, ndf=16),
-    # 2 CPU cores, ~12 minutes (the GAN's share of the CPU profile's hour): 1,500 steps of batch 32, 4 epochs of
-    # 12,000 photos with one drawing each. Measured for the whole role on 2 cores shared with other work (load ~4):
-    # 12 min 29 s wall, 539 s of CPU time; 0.46 s a step with its validation, ~40 s to draw 13,000 sketches. The
-    # width is spent on steps: a step of ngf 32 costs ~3x one of ngf 16, and this short schedule needs the steps.
-    "cpu": Sketch2ImageProfile("cpu", epochs=4, batch_size=32, lr=3e-4, max_train_items=12000, max_val_items=1000,
-                               ngf=16, ndf=16, sketch_variants=1, n_samples=16),
+    # 2 CPU cores, the GAN's share of the CPU profile's hour: 10 minutes, as many epochs of 12,000 photos with one
+    # drawing each (375 steps of batch 32) as fit, at most 6. An AVX2-only pair of cores ran 4 epochs in 12 min
+    # (0.46 s a step with its validation). The width is spent on steps: a step of ngf 32 costs ~3x one of ngf 16,
+    # and this short schedule needs the steps.
+    "cpu": Sketch2ImageProfile("cpu", epochs=6, batch_size=32, lr=3e-4, max_train_items=12000, max_val_items=1000,
+                               ngf=16, ndf=16, sketch_variants=1, n_samples=16, budget_seconds=600, min_epochs=2),
     # GPU (H100, bf16): all of the training split; ~3-5 minutes.
     "full": Sketch2ImageProfile("full", epochs=40, batch_size=128, lr=2e-4, max_val_items=None),
     # For tests: a few seconds.
@@ -145,8 +142,10 @@ def train_sketch2image(train_photos: np.ndarray, train_sketches: np.ndarray, val
 
     sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, decay)
     sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, decay)
-    signature = {"profile": asdict(prof), "config": config.to_dict(), "n_train": n_train,
-                 "variants": int(variants.shape[0])}
+
+    def signature_of(p: Sketch2ImageProfile) -> dict:
+        return {"profile": asdict(p), "config": config.to_dict(), "n_train": n_train, "variants": int(variants.shape[0])}
+
     autocast = autocast_for(dev, training=prof.cpu_bf16)  # bf16 on this CPU only when the profile asks
     log_every = max(1, steps_per_epoch // 10)
     # This epoch's losses, summed on the device and read every ``log_every`` steps (no GPU sync per step), and
@@ -208,6 +207,23 @@ def train_sketch2image(train_photos: np.ndarray, train_sketches: np.ndarray, val
                          samples_dir(out_path) / f"epoch-{epoch:03d}.png")
         return row
 
+    def evaluate_seconds() -> float:  # the validation pictures, timed on a slice and scaled to all of them
+        n = min(64, n_val)
+        start = time.perf_counter()
+        with torch.no_grad(), autocast:
+            generate_tensor(generator, val_x[:n])
+        return (time.perf_counter() - start) * n_val / max(1, n)
+
+    # ``decay`` reads ``prof.epochs`` when it is called: the planned epochs
+    prof, epoch_seconds = plan_epochs(
+        "sketch2image", prof, out_path, signature_of, resume=resume, show_progress=show_progress,
+        measure=lambda: measure_epoch_seconds(step, n_train, prof.batch_size, dev,
+                                              {"generator": generator, "critic": critic, "opt_g": opt_g,
+                                               "opt_d": opt_d}, evaluate_seconds))
+    for v in window.values():  # the probe steps' losses are not the first epoch's
+        v.zero_()
+    epoch_curve.clear()
+    signature = signature_of(prof)
     fitted = fit("sketch2image", generator, None, sched_g, out_path=out_path, signature=signature,
                  epochs=prof.epochs, n_items=n_train, batch_size=prof.batch_size, seed=prof.seed, step=step,
                  evaluate=evaluate, best_key="val_l1", best_lower=True, resume=resume, show_progress=show_progress,
@@ -222,7 +238,7 @@ def train_sketch2image(train_photos: np.ndarray, train_sketches: np.ndarray, val
         metrics={"val_l1": fitted.metrics.get("val_l1", float("nan")), "best_epoch": fitted.kept_epoch,
                  "n_val": n_val},
         train=fitted.train_info(profile=asdict(prof), device=str(dev), n_train=n_train,
-                                variants=int(variants.shape[0]), curve=curve) | {"history": history},
+                                variants=int(variants.shape[0]), curve=curve, measured_epoch_seconds=epoch_seconds) | {"history": history},
     )
     finish(out_path)
     return payload

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from models.checkpoint import CheckpointError, save_checkpoint
 from models.image_encoder import ImageEncoder
-from models.loop import Profile, finish, fit
+from models.loop import Profile, finish, fit, measure_epoch_seconds, plan_epochs, seconds_of
 from models.metrics import precision_at_k, recall_at_k
 from models.text import (
     HeadConfig,
@@ -82,8 +82,9 @@ PROFILES = {
     # The profile the targets are measured on: a few minutes on one GPU.
     "full": TextProfile("full", epochs=30, batch_size=512, lr=2e-3, embed_dim=384, word_dim=192, hidden=384,
                         head_hidden=1024, augment=True, tower="finetune"),
-    # What `make train` uses without a GPU: the frozen Image2Vec's cached descriptors, a wider text side.
-    "cpu": TextProfile("cpu", epochs=10, batch_size=256, word_dim=128, hidden=256),
+    # What `make train` uses without a GPU: the frozen Image2Vec's cached descriptors, a wider text side; as many of
+    # 10 epochs as fit in 7 minutes (AVX2-only cores: 10 in 11 minutes).
+    "cpu": TextProfile("cpu", epochs=10, batch_size=256, word_dim=128, hidden=256, budget_seconds=420, min_epochs=3),
     # For tests: a few seconds.
     "tiny": TextProfile("tiny", epochs=2, batch_size=16, embed_dim=32, word_dim=16, hidden=16, head_hidden=32,
                         n_buckets=64, min_count=1),
@@ -258,13 +259,12 @@ def train_text(train_images: np.ndarray, train_titles: list[str], train_labels: 
     others = [p for n, p in model.named_parameters() if not n.startswith("tower.")]
     groups = [{"params": others, "lr": prof.lr}] + ([{"params": tower_params, "lr": prof.lr * prof.tower_lr}]
                                                      if tower_params else [])
-    optimizer = torch.optim.AdamW(groups, lr=prof.lr, weight_decay=prof.weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in groups], pct_start=0.1,
-                                                    total_steps=prof.epochs * steps_per_epoch)
-    signature = {"profile": asdict(prof), "text": text_config.to_dict(),
-                 "head": head_config.to_dict() if head_config else None, "encoder_version": encoder_version,
-                 "n_train": n_train,
-                 "tokenizer": hashlib.sha1(json.dumps(tokenizer.to_dict()).encode()).hexdigest()[:12]}
+
+    def signature_of(p: TextProfile) -> dict:
+        return {"profile": asdict(p), "text": text_config.to_dict(),
+                "head": head_config.to_dict() if head_config else None, "encoder_version": encoder_version,
+                "n_train": n_train,
+                "tokenizer": hashlib.sha1(json.dumps(tokenizer.to_dict()).encode()).hexdigest()[:12]}
 
     def step(idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         if finetune:
@@ -292,6 +292,14 @@ def train_text(train_images: np.ndarray, train_titles: list[str], train_labels: 
             gallery_vecs.float().cpu().numpy(), np.asarray(val_labels), gallery_labels)
         return {"temperature": float(1.0 / model.scale.item()), **{f"val_{k}": v for k, v in metrics.items()}}
 
+    prof, epoch_seconds = plan_epochs(
+        "text", prof, out_path, signature_of, resume=resume, show_progress=show_progress,
+        measure=lambda: measure_epoch_seconds(step, n_train, prof.batch_size, dev, {"model": model},
+                                              lambda: seconds_of(evaluate)))
+    optimizer = torch.optim.AdamW(groups, lr=prof.lr, weight_decay=prof.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in groups], pct_start=0.1,
+                                                    total_steps=prof.epochs * steps_per_epoch)
+    signature = signature_of(prof)
     fitted = fit("text", model, optimizer, scheduler, out_path=out_path, signature=signature, epochs=prof.epochs,
                  n_items=n_train, batch_size=prof.batch_size, seed=prof.seed, step=step, evaluate=evaluate,
                  device=dev, resume=resume, show_progress=show_progress, already_seconds=embed_seconds)
@@ -302,7 +310,8 @@ def train_text(train_images: np.ndarray, train_titles: list[str], train_labels: 
     payload = save_checkpoint(
         out_path, kind="text", config=config, model=model.cpu(),
         metrics=fitted.metrics | {"gallery_size": len(gallery_labels)},
-        train=fitted.train_info(profile=asdict(prof), device=str(dev), n_train=n_train, embed_seconds=embed_seconds),
+        train=fitted.train_info(profile=asdict(prof), device=str(dev), n_train=n_train, embed_seconds=embed_seconds,
+                                measured_epoch_seconds=epoch_seconds),
         extra={"encoder_version": encoder_version},
     )
     finish(out_path)

@@ -115,3 +115,13 @@ def test_vocab_title_mode_round_trips():
         assert vocab.decode(ids) == title
     assert vocab.decode(vocab.encode("Nike Women", 16)) == "Nike Women"
     assert vocab.encode_batch(titles, 4, bos=True, eos=True).shape == (2, 4)
+
+
+def test_a_budgeted_captioner_runs_the_epochs_that_fit(data, tmp_path):
+    from dataclasses import replace
+
+    profile = replace(tcap.PROFILES["tiny"], epochs=40, budget_seconds=0.3, min_epochs=1)
+    payload = tcap.train_captioner(*data, tmp_path / "c.pt", profile=profile, device="cpu", show_progress=False)
+    chosen = payload["train"]["profile"]["epochs"]
+    assert 1 <= chosen < 40 and len(payload["train"]["history"]) == chosen
+    assert payload["train"]["measured_epoch_seconds"] > 0

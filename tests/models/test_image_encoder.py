@@ -203,7 +203,8 @@ def test_people_s_drawings_join_the_batches_with_their_labels(tmp_path, monkeypa
 def test_a_budgeted_profile_runs_the_epochs_that_fit():
     from dataclasses import replace
 
-    from models.train_encoder import PROFILES, budget_epochs
+    from models.loop import budget_epochs
+    from models.train_encoder import PROFILES
 
     prof = replace(PROFILES["tiny"], epochs=12, budget_seconds=1800, min_epochs=3)
     assert budget_epochs(prof, 100.0) == 12  # a fast machine: all of them
@@ -215,7 +216,8 @@ def test_a_budgeted_profile_runs_the_epochs_that_fit():
 def test_a_budgeted_run_measures_then_keeps_its_schedule_on_resume(tmp_path):
     from dataclasses import replace
 
-    from models.train_encoder import PROFILES, resumable_epochs, train_encoder
+    from models.loop import resumable_epochs
+    from models.train_encoder import PROFILES, train_encoder
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, (40, 80, 60, 3), dtype=np.uint8)

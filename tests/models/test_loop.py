@@ -87,3 +87,52 @@ def test_another_config_refuses_to_resume_with_a_clear_message(tmp_path):
         run(out)
     _model, fitted = run(out, resume=False)  # a restart starts over
     assert len(fitted.history) == 6
+
+
+def test_the_speed_probe_leaves_networks_and_optimizers_as_they_were():
+    from models.loop import measure_epoch_seconds
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
+    x, y = torch.randn(64, 4), torch.randn(64, 1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def step(idx, gen):  # a GAN-like step: it runs its own optimizer
+        loss = torch.nn.functional.mse_loss(model(x[idx]), y[idx])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    seconds = measure_epoch_seconds(step, 64, 8, "cpu", {"model": model, "optimizer": optimizer},
+                                    evaluate_seconds=lambda: 2.0)
+    assert seconds >= 2.0
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert optimizer.state_dict()["state"] == {}
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_a_budget_plans_the_epochs_once_and_a_resumed_run_keeps_them(tmp_path):
+    from dataclasses import asdict, replace
+
+    from models.loop import Profile, plan_epochs
+
+    prof = Profile("p", epochs=10, budget_seconds=60, min_epochs=2)
+
+    def signature_of(p):
+        return {"profile": asdict(p), "data": 1}
+
+    def never():
+        raise AssertionError("measured")
+
+    assert plan_epochs("p", replace(prof, budget_seconds=None), tmp_path / "m.pt", signature_of, never)[0].epochs == 10
+    planned, seconds = plan_epochs("p", prof, tmp_path / "m.pt", signature_of, lambda: 20.0, show_progress=False)
+    assert (planned.epochs, seconds) == (3, 20.0)
+    assert plan_epochs("p", prof, tmp_path / "m.pt", signature_of, lambda: 100.0, show_progress=False)[0].epochs == 2
+    EpochCheckpointer(tmp_path / "m.pt").save(signature_of(planned), epoch=1)
+    resumed, seconds = plan_epochs("p", prof, tmp_path / "m.pt", signature_of, never)
+    assert (resumed.epochs, seconds) == (3, None)
+    other = {"profile": asdict(planned), "data": 2}  # another run's partial file: measured afresh
+    assert plan_epochs("p", prof, tmp_path / "m.pt", lambda p: other, lambda: 30.0,
+                       show_progress=False)[0].epochs == 2

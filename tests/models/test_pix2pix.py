@@ -10,7 +10,14 @@ from PIL import Image
 import models.train_sketch2image as s2i
 from models.checkpoint import load_checkpoint
 from models.pix2pix import GANLoss, PatchDiscriminator, Pix2PixConfig, UnetGenerator
-from models.train_sketch2image import PROFILES, generate, load_generator, save_sheet, train_sketch2image
+from models.train_sketch2image import (
+    PROFILES,
+    generate,
+    load_generator,
+    samples_dir,
+    save_sheet,
+    train_sketch2image,
+)
 from models.training import autocast_for
 
 SMALL = Pix2PixConfig(ngf=8, ndf=8)
@@ -171,3 +178,15 @@ def test_interrupted_training_resumes_from_the_partial_file(tmp_path, monkeypatc
     assert [h["epoch"] for h in resumed["train"]["history"]] == [1, 2]
     for name, tensor in whole["model"].items():  # epochs are seeded: resuming repeats the uninterrupted run
         torch.testing.assert_close(resumed["model"][name], tensor, msg=name)
+
+
+def test_a_budgeted_gan_runs_the_epochs_that_fit_and_its_probe_draws_no_sheet(tmp_path):
+    photos, sketches = pairs(40)
+    profile = replace(PROFILES["tiny"], epochs=30, budget_seconds=0.5, min_epochs=1)
+    payload = train_sketch2image(photos[:32], sketches[:32], photos[32:], sketches[32:], tmp_path / "g.pt",
+                                 profile=profile, device="cpu", show_progress=False)
+    chosen = payload["train"]["profile"]["epochs"]
+    assert 1 <= chosen < 30 and len(payload["train"]["history"]) == chosen
+    assert payload["train"]["measured_epoch_seconds"] > 0
+    sheets = sorted(p.name for p in samples_dir(tmp_path / "g.pt").glob("*.png"))
+    assert sheets == [f"epoch-{e:03d}.png" for e in range(1, chosen + 1)]  # one per epoch, none of the probe's
