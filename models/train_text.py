@@ -354,6 +354,18 @@ class TextSearchModel:
                 torch.set_num_threads(threads)
         return vecs.cpu().numpy().astype(np.float32)
 
+    def reads_descriptors_of(self, encoder_version: str) -> bool:
+        """Whether the photo side reads this encoder's frozen descriptors (``encode_descriptors``): a joint
+        space on the frozen Image2Vec, without a fine-tuned CNN of its own."""
+        return self.space == "joint" and self.model.tower is None and self.encoder_version == encoder_version
+
+    @torch.inference_mode()
+    def encode_descriptors(self, descriptors: np.ndarray) -> np.ndarray:
+        """The frozen encoder's descriptors of photos (N, D') -> float32 (N, dim), what ``encode_images``
+        gives for those photos, without running the CNN again."""
+        inputs = torch.from_numpy(np.asarray(descriptors, np.float16)).to(self.device)
+        return _embed_inputs(self.model, inputs).float().cpu().numpy().astype(np.float32)
+
     @torch.inference_mode()
     def encode_images(self, images: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         """Photos uint8 (N, 80, 60, 3) -> float32 (N, dim): the vectors the text-query index is built from."""

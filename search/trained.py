@@ -149,6 +149,15 @@ class TextModel(LoadedModel):
     def encode(self, texts: list[str]) -> np.ndarray:
         return self.net.encode_text(texts)
 
+    def reads_descriptors_of(self, encoder: Image2Vec) -> bool:
+        """Whether this model's photo side reads ``encoder``'s frozen descriptors (``encode_descriptors``)."""
+        return self.net.reads_descriptors_of(encoder.version)
+
+    def encode_descriptors(self, descriptors: np.ndarray) -> np.ndarray:
+        """The encoder's frozen descriptors of catalog photos (``Image2Vec.embed_and_describe``, view 0)
+        -> what ``encode_images`` gives for those photos."""
+        return self.net.encode_descriptors(descriptors)
+
     def encode_images(self, images: np.ndarray) -> np.ndarray:
         """Catalog photos uint8 (N, 80, 60, 3) in the text model's space (the ``text`` index space)."""
         import torch

@@ -102,3 +102,31 @@ def test_the_page_without_javascript_marks_the_words_a_title_shares(client, sear
     assert "<script>" not in html.split('class="results"')[1]  # the query is escaped, never markup
     plain = client.get(f"/items/{item.sku}/").content.decode()  # similar items: no words, no marks
     assert "<mark>" not in plain
+
+
+def test_a_reindex_runs_the_cnn_once_per_view_for_both_spaces(searchable_with_text):
+    """The text space's photo side reads the encoder's frozen descriptors: one CNN pass (photo and mirror image)
+    gives both spaces' vectors, the same as each space's own pass gave."""
+    from webapp.indexing.vectors import embed_items
+    from webapp.services import get_models
+
+    models = get_models()
+    assert models.text().reads_descriptors_of(models.encoder())
+    item_ids = list(Item.objects.order_by("pk").values_list("pk", flat=True)[:40])
+    passes: list[int] = []
+    text_passes: list[int] = []  # the text model keeps its own copy of the frozen encoder for encode_images
+    hooks = [net.features[0].register_forward_hook(lambda m, args, out, seen=seen: seen.append(len(args[0])))
+             for net, seen in ((models.encoder().net, passes), (models.text().net.encoder, text_passes))]
+    try:
+        vectors = embed_items(item_ids, spaces=("image", "text"))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert passes == [2 * len(item_ids)]  # one batch, each photo and its mirror image once
+    assert text_passes == []
+
+    from search.images import load_image_array
+
+    images, _ok = load_image_array([Item.objects.get(pk=pk).image_path for pk in item_ids])
+    np.testing.assert_allclose(vectors["image"], models.encoder().embed(images), atol=1e-5)
+    np.testing.assert_allclose(vectors["text"], models.text().encode_images(images), atol=2e-3)

@@ -28,16 +28,24 @@ def embed_items(item_ids: Sequence[int], on_batch: Callable[[int], None] | None 
     in the order given (the unit of work a worker does)."""
     paths = dict(Item.objects.filter(pk__in=item_ids).values_list("pk", "image_path"))
     models = get_models()
+    encoder = models.encoder()
+    text = models.text() if "text" in spaces else None
+    one_pass = text is not None and text.reads_descriptors_of(encoder)
     out: dict[str, list[np.ndarray]] = {space: [] for space in spaces}
     for start in range(0, len(item_ids), EMBED_BATCH):
         chunk = item_ids[start : start + EMBED_BATCH]
         images, _ok = load_image_array([Path(paths[pk]) for pk in chunk])
-        out["image"].append(models.encoder().embed(images))
-        if "text" in out:
-            out["text"].append(models.text().encode_images(images))
+        if one_pass:  # one pass over the CNN per view gives both spaces: the text side reads its descriptors
+            vectors, descriptors = encoder.embed_and_describe(images)
+            out["image"].append(vectors)
+            out["text"].append(text.encode_descriptors(descriptors[0]))
+        else:
+            out["image"].append(encoder.embed(images))
+            if text is not None:
+                out["text"].append(text.encode_images(images))
         if on_batch:
             on_batch(len(chunk))
-    dims = {"image": models.encoder().dim, "text": models.text().dim if "text" in out else 0}
+    dims = {"image": encoder.dim, "text": text.dim if text is not None else 0}
     return {space: np.concatenate(v) if v else np.zeros((0, dims[space]), np.float32) for space, v in out.items()}
 
 
