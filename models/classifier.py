@@ -35,7 +35,7 @@ from torch import nn
 
 from models.checkpoint import SavedConfig
 from models.image_encoder import backbone, descriptor_dim, descriptor_of, descriptor_offsets
-from models.training import for_inference, inference_batch, to_float_images
+from models.training import for_inference, inference_batch, inference_precision, to_float_images
 from models.vocab import PAD, Vocab
 
 MAIN_HEAD = "category"  # articleType
@@ -186,7 +186,8 @@ def predict(model: FusedClassifier, images: np.ndarray | None, titles: list[str]
         else:
             x = to_float_images(torch.from_numpy(np.array(images[sl])).to(dev))
             n = x.shape[0]
-            pooled = model.pool(torch.cat([x, x.flip(3)]) if flip_average else x)
+            with inference_precision(dev):  # the precision of the encoder's pass, whose descriptors it may read
+                pooled = model.pool(torch.cat([x, x.flip(3)]) if flip_average else x).float()
         tokens = None
         if model.config.use_text:
             tokens = model.encode_titles(titles[sl] if titles is not None else None, n).to(dev)

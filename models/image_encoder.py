@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.checkpoint import SavedConfig
-from models.training import inference_batch, to_float_images
+from models.training import inference_batch, inference_precision, to_float_images
 
 
 @dataclass
@@ -192,7 +192,8 @@ def describe_array(encoder: nn.Module, images: np.ndarray, device: str | torch.d
         x = to_float_images(torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])).to(device))
         x = x.contiguous(memory_format=torch.channels_last)
         for v in range(views):
-            out[v].append(descriptor_of(encoder.features, x.flip(3) if v else x).half().cpu())
+            with inference_precision(device):
+                out[v].append(descriptor_of(encoder.features, x.flip(3) if v else x).half().cpu())
     width = descriptor_dim(_widths(encoder)[-2:])
     return np.stack([torch.cat(o).numpy() if o else np.zeros((0, width), np.float16) for o in out])
 
@@ -206,7 +207,8 @@ def embed_and_describe_array(model: ImageEncoder, images: np.ndarray,
     device = torch.device(device)
     model.eval()
     x = to_float_images(torch.from_numpy(np.array(images, np.uint8)).to(device))
-    emb, desc = model.embed_and_describe(torch.cat([x, x.flip(3)]))
+    with inference_precision(device):
+        emb, desc = model.embed_and_describe(torch.cat([x, x.flip(3)]))
     n = len(x)
     vectors = F.normalize(emb[:n].float() + emb[n:].float(), dim=1)
     return vectors.cpu().numpy(), desc.float().cpu().numpy().reshape(2, n, -1)

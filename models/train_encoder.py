@@ -28,6 +28,7 @@ from models.training import (
     cpu_has_bf16,
     for_inference,
     inference_batch,
+    inference_precision,
     pick_device,
     seed_everything,
     to_float_images,
@@ -133,11 +134,12 @@ def embed_array(model: ImageEncoder, images: np.ndarray | torch.Tensor, device: 
         if grayscale:
             chunk = chunk.unsqueeze(-1).expand(-1, -1, -1, 3)
         x = to_float_images(chunk.to(device))
-        if flip_average:  # one forward pass over both views
-            emb = model.embed(torch.cat([x, x.flip(3)]))
-            emb = F.normalize(emb[: len(x)] + emb[len(x) :], dim=1)
-        else:
-            emb = model.embed(x)
+        with inference_precision(device):
+            if flip_average:  # one forward pass over both views
+                emb = model.embed(torch.cat([x, x.flip(3)])).float()
+                emb = F.normalize(emb[: len(x)] + emb[len(x) :], dim=1)
+            else:
+                emb = model.embed(x)
         out.append(emb.float().cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, model.config.embed_dim), np.float32)
 

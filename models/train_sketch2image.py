@@ -38,6 +38,7 @@ from models.pix2pix import GANLoss, PatchDiscriminator, Pix2PixConfig, UnetGener
 from models.training import (
     autocast_for,
     for_inference,
+    inference_precision,
     pick_device,
     seed_everything,
     to_float_images,
@@ -315,7 +316,8 @@ def generate_tensor(generator: UnetGenerator, sketches: torch.Tensor, batch_size
     generator.eval()
     out = []
     for start in range(0, len(sketches), batch_size):
-        images = generator(sketch_to_tensor(sketches[start : start + batch_size])).float()
+        with inference_precision(sketches.device):
+            images = generator(sketch_to_tensor(sketches[start : start + batch_size])).float()
         out.append(images.add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1))
     generator.train(was_training)
     if not out:

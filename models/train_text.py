@@ -48,6 +48,7 @@ from models.training import (
     autocast_for,
     for_inference,
     inference_batch,
+    inference_precision,
     pick_device,
     seed_everything,
     to_float_images,
@@ -104,7 +105,7 @@ def image_inputs(encoder: ImageEncoder, images: np.ndarray | torch.Tensor, space
         x = to_float_images(chunk.to(device))
         if augment_generator is not None:
             x = augment_images(x, augment_generator)
-        with autocast_for(device, training=False):
+        with inference_precision(device):
             if space == "joint":
                 out.append(descriptor_of(encoder.features, x).half())
             else:
@@ -172,7 +173,7 @@ def _embed_photos(model: TextImageModel, images: np.ndarray | torch.Tensor, devi
         chunk = images[start : start + batch_size]
         chunk = chunk if isinstance(chunk, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(chunk))
         x = to_float_images(chunk.to(device)).contiguous(memory_format=torch.channels_last)
-        with autocast_for(device, training=False):
+        with inference_precision(device):
             out.append(model.image_head(descriptor_of(model.tower, x)).float())
     return torch.cat(out) if out else torch.zeros(0, model.image_head.config.embed_dim, device=device)
 
