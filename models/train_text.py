@@ -173,8 +173,9 @@ def _embed_photos(model: TextImageModel, images: np.ndarray | torch.Tensor, devi
         chunk = images[start : start + batch_size]
         chunk = chunk if isinstance(chunk, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(chunk))
         x = to_float_images(chunk.to(device)).contiguous(memory_format=torch.channels_last)
-        with inference_precision(device):
-            out.append(model.image_head(descriptor_of(model.tower, x)).float())
+        with inference_precision(device):  # the CNN; the head in float32, as for the frozen descriptors
+            descriptors = descriptor_of(model.tower, x)
+        out.append(model.image_head(descriptors.float()).float())
     return torch.cat(out) if out else torch.zeros(0, model.image_head.config.embed_dim, device=device)
 
 
