@@ -47,11 +47,8 @@ def inference_precision(device: torch.device | str):
     AVX-512 BF16 or AMX: about 3x the float32 rate over a batch of catalog photos on the 2 cores here), else
     float32. The index and the queries of one machine take the same path; with the cpu-profile encoder the two
     precisions' vectors of a photo agree to a cosine of 0.99999 (measured), so an index built on one kind of
-    machine serves the queries of the other."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_has_bf16())
+    machine serves the queries of the other. The same precision as a training step."""
+    return autocast_for(torch.device(device))
 
 
 def seed_everything(seed: int) -> None:
