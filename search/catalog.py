@@ -51,6 +51,16 @@ class CatalogRow:
     year: int | None = None
 
 
+# Where the catalog shows an item on a person: clothes, and the accessories worn on the body (subCategory).
+WORN_SUBCATEGORIES = {"Headwear", "Socks", "Scarves", "Mufflers", "Stoles", "Ties"}
+
+
+def is_worn(row: CatalogRow) -> bool:
+    """Whether the item's photo may show it worn by a model (apparel, caps, socks, scarves): its drawing leaves
+    the person out (``search.sketches``)."""
+    return row.master_category == "Apparel" or row.sub_category in WORN_SUBCATEGORIES
+
+
 @dataclass
 class CatalogRead:
     root: Path

@@ -65,6 +65,12 @@ TEXTURE_DENSITY = 0.25  # share of edge pixels in an 11x11 window above which ed
 CLEAN_P = 0.4
 MIN_HOLE = 14  # catalog pixels: the smallest background patch inside a silhouette drawn as a hole
 CLEAN_EPS = (1.5, 4.0)  # range of the outline's simplification tolerance in that style, pixels at 2x
+# Share of the encoder's training sketches drawn as a doodle (``_doodle``), out of the clean style's share: what a
+# person draws of the thing in twenty seconds. Other drawings (evaluation's queries, the GAN's pairs) keep the
+# edge and clean styles alone.
+DOODLE_P = 0.2
+DOODLE_EPS = (0.02, 0.055)  # the outline's simplification tolerance, as a share of the silhouette's longer side
+DOODLE_JITTER = 0.012  # how far a doodle's corners stray, as a share of that side
 
 
 class SketchInputError(ImageInputError):
@@ -192,9 +198,73 @@ def _smooth_closed(contour: np.ndarray, sigma: float) -> np.ndarray:
     return smooth.round().astype(np.int32).reshape(-1, 1, 2)
 
 
+def _without_wearer(fg: np.ndarray, skin: np.ndarray) -> np.ndarray:
+    """The silhouette of a worn item without the person wearing it (uint8 masks at the catalog size).
+
+    Skin (face, arms, legs) is cut out, and of what is left the large parts are kept: a cap without the head
+    under it, briefs without the torso, a pair of socks without the legs. A product that is itself mostly
+    skin-coloured (tan leather) keeps its whole silhouette.
+    """
+    person = cv2.dilate(cv2.morphologyEx(skin.astype(np.uint8), cv2.MORPH_CLOSE, _ELLIPSE5), _ELLIPSE3)
+    if person.sum() < 0.08 * max(1, int(fg.sum())):
+        return fg
+    rest = cv2.morphologyEx(((fg > 0) & (person == 0)).astype(np.uint8), cv2.MORPH_OPEN, _ELLIPSE3)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(rest.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return fg
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    if areas.max() < 0.15 * fg.sum():
+        return fg
+    keep = np.zeros(n, bool)
+    keep[1:] = areas >= 0.3 * areas.max()
+    return keep[labels].astype(np.uint8)
+
+
+def _doodle(contours: list[np.ndarray], inner: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """A doodle at the drawing resolution: the outline as a few hasty strokes of a handful of corners each,
+    strays, overshoots and open ends, and at most two inner lines, as simplified."""
+    lines = np.zeros((WORK_H, WORK_W), np.uint8)
+    pts = np.concatenate([c.reshape(-1, 2) for c in contours]) if contours else np.zeros((0, 2))
+    if len(pts) < 3:
+        return lines
+    side = float(max(np.ptp(pts[:, 0]), np.ptp(pts[:, 1]), 4))
+    eps = float(rng.uniform(*DOODLE_EPS)) * side
+
+    def stroke(points: np.ndarray, closed: bool) -> None:
+        points = points.reshape(-1, 2).astype(np.float32)
+        points = points + rng.normal(0.0, DOODLE_JITTER * side, points.shape).astype(np.float32)
+        if closed and len(points) >= 3:
+            start = int(rng.integers(0, len(points)))
+            points = np.roll(points, -start, axis=0)
+            points = np.concatenate([points, points[:1]])
+            # the pen comes back short of its start, or past it
+            end = points[-1] - points[-2]
+            points[-1] = points[-2] + end * float(rng.uniform(0.85, 1.12))
+        if rng.random() < 0.5:  # a curve, not a polygon: corners cut twice (Chaikin)
+            for _ in range(2):
+                a, b = points[:-1], points[1:]
+                cut = np.stack([0.75 * a + 0.25 * b, 0.25 * a + 0.75 * b], axis=1).reshape(-1, 2)
+                points = np.concatenate([points[:1], cut, points[-1:]])
+        pieces = [points]
+        if len(points) >= 5 and rng.random() < 0.35:  # the outline drawn as two strokes
+            cut = int(rng.integers(2, len(points) - 2))
+            pieces = [points[: cut + 1], points[cut:] + rng.normal(0.0, 0.015 * side, 2).astype(np.float32)]
+        for piece in pieces:
+            cv2.polylines(lines, [piece.round().astype(np.int32).reshape(-1, 1, 2)], False, 1, 1)
+
+    ordered = sorted(contours, key=lambda c: -cv2.contourArea(c))
+    for c in ordered[: 1 + int(rng.integers(0, 2))]:
+        if cv2.contourArea(c) >= 0.01 * side * side:
+            stroke(cv2.approxPolyDP(_smooth_closed(c, float(rng.uniform(2.0, 4.0))), eps, closed=True), True)
+    for c in inner[: int(rng.integers(0, 3))]:
+        half = c.reshape(-1, 2)[: max(2, len(c) // 2)]  # a thin line's contour runs out and back: its first half
+        stroke(cv2.approxPolyDP(half.reshape(-1, 1, 2), eps * 0.6, closed=False), False)
+    return lines
+
+
 def _sketch_one(photo: np.ndarray, fg: np.ndarray, skin: np.ndarray, rng: np.random.Generator,
-                framed: bool = False) -> np.ndarray:
-    """One drawing of one photo, in one of two styles.
+                framed: bool = False, worn: bool = False, doodles: float = 0.0) -> np.ndarray:
+    """One drawing of one photo, in one of three styles.
 
     The edge style keeps the photo's detail: a pixel-exact outline, many inner
     lines, pen lifts and a wobbly hand. The clean style draws what people draw
@@ -202,18 +272,27 @@ def _sketch_one(photo: np.ndarray, fg: np.ndarray, skin: np.ndarray, rng: np.ran
     most three inner lines, unbroken strokes of the canvas renderer's width.
     Without it, clean geometric strokes appear in training only on products
     that are themselves geometric (wallets, cufflinks), and a person's neat
-    drawing of a bag or sunglasses is read as one of those.
+    drawing of a bag or sunglasses is read as one of those. The doodle style
+    (a share ``doodles`` of the drawings, taken from the clean style's ``CLEAN_P``) is a hasty icon of a few
+    corners (``_doodle``).
+
+    ``worn``: the item is photographed on a person (apparel, caps, socks); the clean and doodle styles leave the
+    person out (``_without_wearer``), as nobody draws the model when drawing the shirt.
     """
-    clean = rng.random() < CLEAN_P
+    style = rng.random()
+    doodle = style < doodles
+    clean = not doodle and style < CLEAN_P
     # Silhouette at the catalog size, outlined at the drawing size from a smoothed upscale.
     fg = cv2.morphologyEx(fg.astype(np.uint8), cv2.MORPH_CLOSE, _ELLIPSE5)
+    if worn and (clean or doodle):  # the styles of a person's drawing; the edge style keeps the photo's edges
+        fg = _without_wearer(fg, skin)
     sil = _fill(cv2.morphologyEx(fg, cv2.MORPH_OPEN, _ELLIPSE3), min_area=20)
     soft = cv2.resize(cv2.GaussianBlur(sil.astype(np.float32), (5, 5), 0.9), (WORK_W, WORK_H),
                       interpolation=cv2.INTER_LINEAR)
     sil2 = (soft > 0.5).astype(np.uint8)
     contours, _ = cv2.findContours(sil2, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     contours = list(contours) + _holes(fg, sil)
-    if clean:
+    if clean or doodle:
         eps = float(rng.uniform(*CLEAN_EPS))
         sigma = float(rng.uniform(1.5, 3.5))
         outline = [cv2.approxPolyDP(_smooth_closed(c, sigma), eps, closed=True) for c in contours]
@@ -239,13 +318,21 @@ def _sketch_one(photo: np.ndarray, fg: np.ndarray, skin: np.ndarray, rng: np.ran
     n, labels, stats, _ = cv2.connectedComponentsWithStats(edges.astype(np.uint8), connectivity=8)
     keep_label = stats[:, cv2.CC_STAT_AREA] >= int(rng.integers(*MIN_LINE))
     keep_label[0] = False
-    if clean:  # only the longest few inner lines
+    if doodle:  # the outline and the longest inner lines, each a few hasty strokes
+        longest = [k for k in np.argsort(-stats[:, cv2.CC_STAT_AREA]) if keep_label[k]][:2]
+        inner = [cv2.findContours((labels == k).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)[0][0]
+                 for k in longest]
+        lines = _doodle(contours, inner, rng)
+    elif clean:  # only the longest few inner lines
         keep_label[np.argsort(-np.where(keep_label, stats[:, cv2.CC_STAT_AREA], 0))[int(rng.integers(0, 4)):]] = False
     elif rng.random() < 0.5:  # leave out some inner lines altogether
         keep_label &= rng.random(n) >= 0.25
-    lines[keep_label[labels]] = 1
+    if not doodle:
+        lines[keep_label[labels]] = 1
 
-    if clean:
+    if doodle:
+        width, gaps, wobble = USER_STROKE_WIDTH, 0, float(rng.uniform(0.3, 1.0))
+    elif clean:
         width, gaps, wobble = USER_STROKE_WIDTH, 0, float(rng.uniform(0.0, 0.4))
     else:
         width = int(rng.choice(STROKE_WIDTHS, p=STROKE_WIDTH_P))
@@ -264,7 +351,8 @@ def _sketch_one(photo: np.ndarray, fg: np.ndarray, skin: np.ndarray, rng: np.ran
     return _render_ink(ink)
 
 
-def photo_to_sketch(images: np.ndarray, seed: int = 0, framed: bool = False) -> np.ndarray:
+def photo_to_sketch(images: np.ndarray, seed: int = 0, framed: bool = False,
+                    worn: np.ndarray | None = None, doodles: float = 0.0) -> np.ndarray:
     """Line drawings of catalog photos: uint8 (N, 80, 60, 3) -> uint8 (N, 80, 60), strokes 0 on 255.
 
     ``framed``: each drawing is cropped to its strokes and redrawn as a user's drawing is
@@ -287,7 +375,8 @@ def photo_to_sketch(images: np.ndarray, seed: int = 0, framed: bool = False) -> 
             chunk = images[lo:hi]
             fg, skin = _foreground(chunk), _skin(chunk)
             for j in range(hi - lo):
-                out[lo + j] = _sketch_one(chunk[j], fg[j], skin[j], np.random.default_rng((seed, lo + j)), framed)
+                out[lo + j] = _sketch_one(chunk[j], fg[j], skin[j], np.random.default_rng((seed, lo + j)), framed,
+                                          bool(worn is not None and worn[lo + j]), doodles)
 
     n = len(images)
     workers = max(1, min(os.cpu_count() or 1, 16, n // 64 or 1))

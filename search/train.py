@@ -71,17 +71,22 @@ def resolve_profile(profiles: dict, name: str, overrides: dict | None = None):
 def _sketch_chunk(args) -> np.ndarray:
     from search.sketches import photo_to_sketch
 
-    images, seed, framed = args
-    return photo_to_sketch(images, seed=seed, framed=framed)
+    images, seed, framed, worn, doodles = args
+    return photo_to_sketch(images, seed=seed, framed=framed, worn=worn, doodles=doodles)
 
 
-def sketches_of(images: np.ndarray, seed: int, framed: bool = False) -> np.ndarray:
+def sketches_of(images: np.ndarray, seed: int, framed: bool = False, worn: np.ndarray | None = None,
+                doodles: float = 0.0) -> np.ndarray:
     """Edge-map sketches of many photos, spread over the CPU cores (deterministic for a seed).
 
     ``framed``: cropped to the strokes as a query is (the encoder's sketches, evaluation's queries);
-    otherwise aligned with the photos (pix2pix's pairs).
+    otherwise aligned with the photos (pix2pix's pairs). ``worn`` (bool per photo, ``search.catalog.is_worn``):
+    the photo shows the item on a person, who is left out of its drawing. ``doodles``: the share drawn as a
+    hasty doodle (``search.sketches.DOODLE_P`` for the encoder's training sketches).
     """
-    chunks = [(np.asarray(images[i : i + 2000]), seed * 100003 + i, framed) for i in range(0, len(images), 2000)]
+    chunks = [(np.asarray(images[i : i + 2000]), seed * 100003 + i, framed,
+               None if worn is None else np.asarray(worn[i : i + 2000]), doodles)
+              for i in range(0, len(images), 2000)]
     workers = min(len(chunks), os.cpu_count() or 1)
     if workers <= 1:
         return np.concatenate([_sketch_chunk(c) for c in chunks]) if chunks else np.zeros((0, 80, 60), np.uint8)
@@ -93,11 +98,17 @@ def training_sketches(data: Dataset, variants: int = 1, only: np.ndarray | None 
     """The encoder's sketches: (V, N, 80, 60) of the train photos (``variants`` drawings each; with ``only``,
     of those train indices, the rest left blank) and (N, 80, 60) of the val photos, all framed as a query is
     (cropped to the strokes and redrawn)."""
+    from search import sketches
+    from search.catalog import is_worn
+
     images = data.train.images
     only = np.arange(len(images)) if only is None else np.asarray(only)
+    worn = np.array([is_worn(r) for r in data.train.rows], dtype=bool)
     train = np.full((variants, *images.shape[:3]), 255, np.uint8)
     for v in range(variants):
-        train[v, only] = sketches_of(images[only], seed=1 + v, framed=True)
+        train[v, only] = sketches_of(images[only], seed=1 + v, framed=True, worn=worn[only],
+                                     doodles=sketches.DOODLE_P)
+    # the validation sketches are drawn as evaluation's test queries are, so their figure compares across recipes
     return train, sketches_of(data.val.images, seed=99, framed=True)
 
 

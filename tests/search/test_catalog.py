@@ -68,3 +68,15 @@ def test_split_is_deterministic_and_roughly_80_10_10():
     assert splits == [split_of(str(i)) for i in range(20000)]
     share = {s: splits.count(s) / len(splits) for s in ("train", "val", "test")}
     assert 0.77 < share["train"] < 0.83 and 0.08 < share["val"] < 0.12 and 0.08 < share["test"] < 0.12
+
+
+def test_items_shown_on_a_person_are_the_worn_ones():
+    from search.catalog import CatalogRow, is_worn
+
+    def row(master, sub):
+        return CatalogRow("1", Path("1.jpg"), "t", "x", master_category=master, sub_category=sub)
+
+    assert is_worn(row("Apparel", "Topwear")) and is_worn(row("Apparel", "Innerwear"))
+    assert is_worn(row("Accessories", "Headwear")) and is_worn(row("Accessories", "Socks"))
+    assert not is_worn(row("Accessories", "Bags")) and not is_worn(row("Footwear", "Shoes"))
+    assert not is_worn(row("Personal Care", "Lips"))

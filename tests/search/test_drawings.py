@@ -89,3 +89,28 @@ def test_rendered_strokes_match_the_human_sets_pictures():
     ours = np.asarray(render_strokes(record["drawing"])) < 128
     assert ours.shape == theirs.shape
     assert (ours & theirs).sum() / (ours | theirs).sum() > 0.8
+
+
+HUMAN_SET = HUMAN.parent
+
+
+@pytest.mark.skipif(not (HUMAN_SET / "queries.csv").is_file(), reason="the human sketches are not beside the checkout")
+def test_the_human_sets_csv_loads_and_every_row_is_a_readable_drawing():
+    import csv
+
+    from search.images import decode_image
+    from search.sketches import normalise_sketch
+
+    with (HUMAN_SET / "queries.csv").open(newline="", encoding="utf-8-sig") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) >= 400
+    assert {"query_image", "kind", "expected_category", "category_level", "source", "drawn_as"} <= set(rows[0])
+    assert {r["kind"] for r in rows} == {"sketch"}
+    assert {r["category_level"] for r in rows} <= {"articleType", "subCategory", "masterCategory"}
+    assert len({r["drawn_as"] for r in rows}) >= 15
+    for row in rows[::25]:  # every 25th drawing decodes and frames as a query
+        path = HUMAN_SET / row["query_image"]
+        assert path.is_file(), path
+        sketch = normalise_sketch(decode_image(path.read_bytes(), keep_alpha=True))
+        assert sketch.shape == (80, 60) and (sketch < 128).sum() > 20
+    assert all((HUMAN_SET / r["query_image"]).is_file() for r in rows)

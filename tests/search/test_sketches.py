@@ -159,3 +159,57 @@ def test_framed_sketches_do_not_tell_the_products_size_or_place():
     # A framed training sketch and a user's upload of that same sketch come out alike.
     assert similar(small_f, normalise_sketch(Image.fromarray(small[0]))) > 0.5
 
+
+
+SKIN = (224, 170, 140)  # a face in the YCrCb skin box
+
+
+def cap_on_a_head() -> np.ndarray:
+    """A catalog-like photo of a cap worn on a head: a blue cap over a skin-coloured face and neck, on white."""
+    img = Image.new("RGB", (60, 80), "white")
+    draw = ImageDraw.Draw(img)
+    draw.ellipse((15, 22, 45, 62), fill=SKIN)  # the face
+    draw.rectangle((24, 55, 36, 79), fill=SKIN)  # the neck, down to the frame
+    draw.chord((12, 6, 48, 42), 180, 360, fill=(30, 60, 170))  # the crown
+    draw.rectangle((10, 22, 52, 27), fill=(30, 60, 170))  # the brim
+    return np.asarray(img)[None]
+
+
+@pytest.mark.parametrize("style", ["clean", "doodle"])
+@pytest.mark.parametrize("seed", range(3))
+def test_a_worn_item_is_drawn_without_its_wearer(seed, style, monkeypatch):
+    from search import sketches
+
+    monkeypatch.setattr(sketches, "CLEAN_P", 1.0)  # every drawing in a person's style: clean, or a doodle
+    doodles = 1.0 if style == "doodle" else 0.0
+    photo = cap_on_a_head()
+    worn = photo_to_sketch(photo, seed=seed, worn=np.array([True]), doodles=doodles)[0]
+    assert ink(worn)[:30].sum() > 20  # the cap is drawn
+    assert ink(worn)[36:].sum() == 0  # the face and neck below it are not
+    plain = photo_to_sketch(photo, seed=seed, doodles=doodles)[0]
+    assert ink(plain)[36:].sum() > 20  # without the flag the head's outline is drawn (an item on white)
+
+
+def test_sketch_styles_are_deterministic_for_a_seed():
+    photos = np.concatenate([product_photos(12), cap_on_a_head()])
+    worn = np.array([False] * 12 + [True])
+    first = photo_to_sketch(photos, seed=5, framed=True, worn=worn, doodles=0.3)
+    np.testing.assert_array_equal(first, photo_to_sketch(photos, seed=5, framed=True, worn=worn, doodles=0.3))
+    assert not np.array_equal(first, photo_to_sketch(photos, seed=6, framed=True, worn=worn, doodles=0.3))
+    # every style draws something of every photo
+    for doodles in (0.0, 1.0):
+        drawn = photo_to_sketch(photos, seed=5, framed=True, worn=worn, doodles=doodles)
+        assert all(ink(s).sum() > 30 for s in drawn)
+
+
+def test_a_doodle_is_a_few_strokes_of_the_outline(monkeypatch):
+    from search import sketches
+
+    photos = product_photos(8)
+    doodles = photo_to_sketch(photos, seed=2, doodles=1.0)
+    monkeypatch.setattr(sketches, "CLEAN_P", 0.0)
+    edges = photo_to_sketch(photos, seed=2)
+    # another drawing than the photo's edge map, with strayed corners and open ends, but of the same outline
+    overlap = [similar(d, e) for d, e in zip(doodles, edges, strict=True)]
+    assert max(overlap) < 0.9
+    assert np.mean(overlap) > 0.2
