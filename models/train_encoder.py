@@ -54,18 +54,40 @@ PROFILES = {
     # ~2.5 minutes on 2 CPU cores: enough for a demo that finds the right kind of thing. Three epochs, not one:
     # validation photo P@5 0.59 -> 0.68 for about 75 s more.
     "quick": EncoderProfile("quick", epochs=3, batch_size=96, max_train_items=16000, widths=(24, 48, 96, 192),
-                            pool_fraction=0.1),
+                            pool_fraction=0.03),
     # What `make train` uses without a GPU: the encoder's share of an hour on 2 CPU cores, 25 minutes. Two cores
     # differ: AVX2 alone (fp32, ~1 s a batch) fits 5 epochs; avx512_bf16 (bf16 autocast) 13 at ~112 s an epoch,
     # and the fastest cores measured (~50 s an epoch) reach the cap of 30.
     "cpu": EncoderProfile("cpu", epochs=30, batch_size=128, sketch_fraction=0.5, distort_fraction=0.5,
-                          pool_fraction=0.1, keep_best=True, budget_seconds=1500),
+                          pool_fraction=0.03, keep_best=True, budget_seconds=1500),
     # The profile the quality targets are measured on (GPU: minutes; 2 CPU cores: hours).
     "full": EncoderProfile("full", epochs=100, batch_size=256, lr=4e-3, widths=(24, 40, 80, 160, 320), blocks=2,
                            stem_stride=1, keep_best=True),
     # For tests: a few seconds.
     "tiny": EncoderProfile("tiny", epochs=6, batch_size=8, widths=(8, 16, 16, 32), embed_dim=32, lr=5e-3),
 }
+
+
+def drawn_prior_ratio(labels: np.ndarray, pool_labels: np.ndarray | None, n_classes: int,
+                      prof: EncoderProfile) -> list[float]:
+    """Per class, how much likelier the catalog makes it than the drawings the encoder trained on did:
+    ``catalog share / share among the drawn training inputs``.
+
+    The drawn inputs are the synthetic sketches (the catalog's mix of classes) and the pool of people's drawings,
+    which shows a few kinds only: the cosine head learns that a drawing is one of those far more often than a
+    shopper's drawing is. A sketch query's category guess is multiplied by this ratio (``search.trained``): the
+    prior correction of a known label shift, from the training recipe alone.
+    """
+    labels = np.asarray(labels)
+    catalog = np.bincount(labels[labels >= 0], minlength=n_classes).astype(np.float64)
+    catalog /= max(1.0, catalog.sum())
+    if pool_labels is None or not len(pool_labels) or prof.pool_fraction <= 0:
+        return [1.0] * n_classes
+    pool = np.bincount(np.asarray(pool_labels), minlength=n_classes).astype(np.float64)
+    pool /= pool.sum()
+    synthetic = prof.sketch_fraction * (1.0 - prof.pool_fraction)
+    drawn = (synthetic * catalog + prof.pool_fraction * pool) / (synthetic + prof.pool_fraction)
+    return [float(c / d) if d > 0 else 1.0 for c, d in zip(catalog, drawn, strict=True)]
 
 
 def training_subset(n_items: int, prof: EncoderProfile) -> np.ndarray:
@@ -241,6 +263,9 @@ def train_encoder(train_images: np.ndarray, train_labels: np.ndarray, val_images
         out_path, kind="encoder", config=config.to_dict(), model=model.cpu(),
         metrics={k: v for k, v in final.items() if k.startswith("val_")},
         train=fitted.train_info(profile=asdict(prof), device=str(dev), n_train=n_train, n_pool=signature["n_pool"],
+                                drawn_prior_ratio=drawn_prior_ratio(
+                                    labels.cpu().numpy(), None if pool_labels is None else pool_labels.cpu().numpy(),
+                                    len(class_names), prof),
                                 bf16=dev.type == "cuda" or cpu_has_bf16(), measured_epoch_seconds=epoch_seconds),
     )
     finish(out_path)

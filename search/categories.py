@@ -38,17 +38,17 @@ def top_categories(probs: np.ndarray, class_names: Sequence[str], n: int = TOP_C
 
 def picture_categories(models: TrainedModels, vectors: np.ndarray, images: np.ndarray | None = None,
                        classifier_probs: np.ndarray | None = None,
-                       descriptors: np.ndarray | None = None) -> list[dict[str, float]]:
+                       descriptors: np.ndarray | None = None, drawn: bool = False) -> list[dict[str, float]]:
     """The likeliest articleTypes of picture queries from their Image2Vec vectors (N, D).
 
     Photos (``images``, uint8 (N, 80, 60, 3)) also take the image-only classifier's prediction, averaged in
     when that model is trained on the same classes (``classifier_probs``: that prediction, (N, C), when the
     caller has already made it; ``descriptors``: the encoder's frozen descriptors of the photos, (2, N, D'),
     which that classifier reads instead of running the CNN again). A sketch passes none: the classifier
-    never saw sketches."""
+    never saw sketches; it passes ``drawn``, for the encoder's guess corrected for the kinds it saw drawn."""
     encoder = models.encoder()
     names = encoder.class_names
-    probs = encoder.category_probs(vectors)
+    probs = encoder.category_probs(vectors, drawn=drawn)
     photos = images is not None or classifier_probs is not None or descriptors is not None
     if photos and models.available("classifier_image"):
         from models.classifier import MAIN_HEAD

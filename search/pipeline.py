@@ -180,7 +180,7 @@ def encode_sketch(models: TrainedModels, sketch: np.ndarray, road: str, imagine:
         source = generated if road == "gan" else np.repeat(sketch[..., None], 3, axis=-1)
         vec = models.encoder().embed(source[None])[0]
         # the encoder's own head: it saw sketches, the classifier did not
-        guess = picture_categories(models, vec[None])[0] if categories else None
+        guess = picture_categories(models, vec[None], drawn=road == "direct")[0] if categories else None
     return Encoded(vec, "image", timings, generated, guess)
 
 

@@ -92,14 +92,22 @@ class Image2Vec(LoadedModel):
         with torch.inference_mode():
             return embed_and_describe_array(self.net, images, self.device)
 
-    def category_probs(self, vectors: np.ndarray) -> np.ndarray:
-        """(N, D) vectors -> (N, C) probabilities over ``class_names`` from the encoder's own cosine head."""
+    def category_probs(self, vectors: np.ndarray, drawn: bool = False) -> np.ndarray:
+        """(N, D) vectors -> (N, C) probabilities over ``class_names`` from the encoder's own cosine head.
+
+        ``drawn``: the vectors are of drawings, whose guess is corrected for the share of each class among the
+        drawings the encoder trained on (``models.train_encoder.drawn_prior_ratio``; none in older checkpoints)."""
         import torch
 
         with torch.inference_mode():
             weight = torch.nn.functional.normalize(self.net.class_weight.float(), dim=1).cpu()
             logits = self.net.config.scale * (torch.as_tensor(np.asarray(vectors, np.float32)) @ weight.t())
-            return logits.softmax(dim=1).numpy()
+            probs = logits.softmax(dim=1).numpy()
+        ratio = self.payload.get("train", {}).get("drawn_prior_ratio") if drawn else None
+        if ratio is not None and len(ratio) == probs.shape[1]:
+            probs = probs * np.asarray(ratio, dtype=probs.dtype)
+            probs /= probs.sum(axis=1, keepdims=True)
+        return probs
 
     def heatmap(self, image: np.ndarray, category: str) -> np.ndarray:
         """Where the encoder looked in a photo (uint8 (80, 60, 3)) for ``category`` (one of ``class_names``):

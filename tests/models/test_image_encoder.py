@@ -229,3 +229,30 @@ def test_a_budgeted_run_measures_then_keeps_its_schedule_on_resume(tmp_path):
     assert 2 <= chosen < 40 and len(payload["train"]["history"]) == chosen
     assert payload["train"]["measured_epoch_seconds"] > 0
     assert resumable_epochs(tmp_path / "e.pt", {"profile": {}}) is None  # no partial file: measure afresh
+
+
+def test_the_drawn_prior_ratio_undoes_the_pool_s_kinds_and_a_sketch_query_s_guess_takes_it():
+    from dataclasses import replace
+
+    from models import train_encoder as te
+    from search.trained import Image2Vec
+
+    labels = np.array([0] * 60 + [1] * 30 + [2] * 10)
+    prof = replace(te.PROFILES["tiny"], sketch_fraction=0.5, pool_fraction=0.1)
+    assert te.drawn_prior_ratio(labels, None, 3, prof) == [1.0, 1.0, 1.0]
+    ratio = np.array(te.drawn_prior_ratio(labels, np.ones(40, np.int64), 3, prof))
+    catalog = np.array([0.6, 0.3, 0.1])
+    synthetic = 0.5 * 0.9
+    drawn = (synthetic * catalog + 0.1 * np.array([0.0, 1.0, 0.0])) / (synthetic + 0.1)
+    np.testing.assert_allclose(drawn * ratio, catalog)  # the drawings' mix, corrected, is the catalog's
+    assert ratio[1] < 1 < ratio[0]
+
+    torch.manual_seed(0)
+    model = ImageEncoder(EncoderConfig(widths=(8, 16), embed_dim=8, n_classes=3, class_names=["a", "b", "c"]))
+    encoder = Image2Vec(model.eval(), {"config": model.config.to_dict(), "train": {"drawn_prior_ratio": list(ratio)}})
+    vectors = torch.nn.functional.normalize(torch.randn(4, 8), dim=1).numpy()
+    plain, corrected = encoder.category_probs(vectors), encoder.category_probs(vectors, drawn=True)
+    np.testing.assert_allclose(corrected.sum(axis=1), 1.0, rtol=1e-5)
+    expected = plain * ratio / (plain * ratio).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(corrected, expected, rtol=1e-5)
+    assert (corrected[:, 1] < plain[:, 1]).all()

@@ -43,11 +43,14 @@ def encode_texts(texts: list[str]) -> np.ndarray:
     return np.concatenate([model.encode(texts[i : i + 512]) for i in range(0, len(texts), 512)])
 
 
-def category_guesses(vectors: np.ndarray, photos: np.ndarray | None = None) -> list[dict[str, float]]:
-    """The search's likeliest categories of picture queries (``search.categories.picture_categories``), 512 at a time."""
+def category_guesses(vectors: np.ndarray, photos: np.ndarray | None = None,
+                     drawn: bool = False) -> list[dict[str, float]]:
+    """The search's likeliest categories of picture queries (``search.categories.picture_categories``), 512 at a
+    time; ``drawn``: the vectors are of sketches on the direct road, as a sketch query's are."""
     models = get_models()
     return [c for i in range(0, len(vectors), 512)
-            for c in picture_categories(models, vectors[i : i + 512], None if photos is None else photos[i : i + 512])]
+            for c in picture_categories(models, vectors[i : i + 512], None if photos is None else photos[i : i + 512],
+                                        drawn=drawn)]
 
 
 def save_confusion(truth: np.ndarray, predicted: np.ndarray, path: Path, title: str, top: int = 25) -> None:
@@ -251,7 +254,8 @@ class Command(BaseCommand):
             self.say(f"Sketch queries by the {road} road: {len(test_ids)} synthetic sketches of test photos...")
             vecs = np.concatenate([embed_sketches(models, sketches[i : i + 512], road)
                                    for i in range(0, len(sketches), 512)])
-            out[road] = self.ranked(store, vecs, test_labels, labels, test_ids)
+            guesses = category_guesses(vecs, drawn=road == "direct") if settings.RERANK_WEIGHT else None
+            out[road] = self.ranked(store, vecs, test_labels, labels, test_ids, categories=guesses)
             if road == settings.SKETCH_ROAD:
                 default_vectors = vecs
         if models.available("sketch2image"):
