@@ -15,7 +15,7 @@ from search.images import ImageInputError, decode_image
 from search.pipeline import SKETCH_ROADS, Encoded
 from search.timing import timed
 from webapp.encoding import encode_query
-from webapp.services import Filters, SearchResult, active_store, get_models, search_combined, search_vector
+from webapp.services import Filters, SearchResult, active_index, get_models, search_combined, search_vector
 
 
 class QueryError(ValueError):
@@ -115,7 +115,9 @@ def run(query: Query) -> Outcome:
     road = query.road or settings.SKETCH_ROAD
     if road not in SKETCH_ROADS:
         raise QueryError(f"road must be one of {', '.join(SKETCH_ROADS)}")
-    active_store()  # fail fast (503) before decoding and encoding when there is no index
+    # Fail fast (503) before decoding and encoding when there is no index. The version looked up here is the one
+    # searched: follow_index has just matched this process's models to it, so vector and index are of one moment.
+    index = active_index()
     picture = None
     if query.sketch is not None:
         picture = encode_picture(query.sketch, "sketch", road)
@@ -123,9 +125,9 @@ def run(query: Query) -> Outcome:
         picture = encode_picture(query.photo, "photo", road)
     words = encode_words(text) if text else None
     if picture is not None and words is not None:
-        result = search_combined(picture, words, query.k, query.filters, text=text)
+        result = search_combined(picture, words, query.k, query.filters, text=text, index=index)
     else:
-        result = search_vector(picture or words, query.k, query.filters, text=text)
+        result = search_vector(picture or words, query.k, query.filters, text=text, index=index)
     generated = None
     if picture is not None and picture.generated is not None:
         with timed(result.timings_ms, "serialise"):

@@ -174,17 +174,18 @@ class CatalogItems:
 
 
 def search_vector(encoded: Encoded, k: int, filters: Filters | None = None, exclude_item: int | None = None,
-                  text: str = "") -> Ranked:
-    """``search.pipeline.search_vector`` on the active index, with the weights of the settings."""
-    return pipeline.search_vector(encoded, k, active_index(), CatalogItems(), filters, exclude_item, text,
+                  text: str = "", index: ActiveIndex | None = None) -> Ranked:
+    """``search.pipeline.search_vector`` on the active index (``index``: the one a query looked up when it
+    began, so that its models and its index are of one moment), with the weights of the settings."""
+    return pipeline.search_vector(encoded, k, index or active_index(), CatalogItems(), filters, exclude_item, text,
                                   rerank_weight=settings.RERANK_WEIGHT, lexical_weight=settings.LEXICAL_WEIGHT)
 
 
 def search_combined(picture: Encoded, words: Encoded, k: int, filters: Filters | None = None,
-                    picture_weight: float = 0.5, text: str = "") -> Ranked:
-    """``search.pipeline.search_combined`` on the active index: a picture and words ranked together."""
-    return pipeline.search_combined(picture, words, k, active_index(), CatalogItems(), filters, picture_weight,
-                                    text, lexical_weight=settings.LEXICAL_WEIGHT)
+                    picture_weight: float = 0.5, text: str = "", index: ActiveIndex | None = None) -> Ranked:
+    """``search.pipeline.search_combined`` on the active index (or ``index``): a picture and words ranked together."""
+    return pipeline.search_combined(picture, words, k, index or active_index(), CatalogItems(), filters,
+                                    picture_weight, text, lexical_weight=settings.LEXICAL_WEIGHT)
 
 
 def similar_items(item: Item, k: int, filters: Filters | None = None) -> Ranked:

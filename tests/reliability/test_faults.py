@@ -71,7 +71,7 @@ def test_a_locked_database_is_a_clear_503_on_the_api(client, searchable, monkeyp
     def locked():
         raise OperationalError("database is locked")
 
-    monkeypatch.setattr("webapp.queries.active_store", locked)
+    monkeypatch.setattr("webapp.queries.active_index", locked)
     res = client.post("/api/search", {"photo": jpeg_upload("red")})
     assert res.status_code == 503 and "database" in res.json()["error"]
 

@@ -146,3 +146,18 @@ def test_ivf_backend_serves_the_same_searches(searchable, settings, client):
     item = Item.objects.filter(category="Handbags").first()
     body = client.get(f"/api/items/{item.sku}/similar?k=5").json()
     assert sum(r["category"] == "Handbags" for r in body["results"]) >= 4
+
+
+def test_a_search_looks_up_the_active_index_once(client, searchable):
+    """The version a query looks up when it begins is the one it searches: one lookup, not one per stage."""
+    import numpy as np
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    photo = jpeg_bytes(draw_item("Watches", COLOURS["Red"], np.random.default_rng(3)))
+    client.post("/api/search", {"photo": upload(photo), "k": 5})  # models and index loaded
+    with CaptureQueriesContext(connection) as queries:
+        res = client.post("/api/search", {"photo": upload(photo), "k": 5})
+    assert res.status_code == 200
+    lookups = [q["sql"] for q in queries.captured_queries if IndexVersion._meta.db_table in q["sql"]]
+    assert len(lookups) == 1, lookups
