@@ -22,7 +22,7 @@ from torch import nn
 
 from models.checkpoint import SavedConfig
 from models.image_encoder import backbone, descriptor_dim, descriptor_of
-from models.training import to_float_images
+from models.training import in_eval_mode, to_float_images
 from models.vocab import BOS, EOS, PAD, UNK, Vocab
 
 
@@ -149,7 +149,7 @@ def generate_captions(model: Captioner, images: np.ndarray | None, *, beam_size:
                       batch_size: int = 256, descriptors: np.ndarray | None = None) -> list[str]:
     """uint8 images (N, 80, 60, 3) -> one draft title each (beam search; ``beam_size=1`` is greedy).
     ``descriptors`` (N, D): what ``Captioner.pooled`` gives of them, when the caller has it (no CNN pass)."""
-    model.eval()
+    in_eval_mode(model)
     dev = _device_of(model)
     source = np.asarray(descriptors if descriptors is not None else images)
     out: list[str] = []
@@ -163,7 +163,7 @@ def generate_captions(model: Captioner, images: np.ndarray | None, *, beam_size:
 @torch.no_grad()
 def caption_image_features(model: Captioner, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
     """The captioner's pooled CNN features (N, C), L2-normalised (for the nearest-neighbour baseline)."""
-    model.eval()
+    in_eval_mode(model)
     dev = _device_of(model)
     out = []
     for start in range(0, len(images), batch_size):

@@ -35,7 +35,7 @@ from torch import nn
 
 from models.checkpoint import SavedConfig
 from models.image_encoder import backbone, descriptor_dim, descriptor_of, descriptor_offsets
-from models.training import for_inference, inference_batch, inference_precision, to_float_images
+from models.training import for_inference, in_eval_mode, inference_batch, inference_precision, to_float_images
 from models.vocab import PAD, Vocab
 
 MAIN_HEAD = "category"  # articleType
@@ -166,7 +166,7 @@ def predict(model: FusedClassifier, images: np.ndarray | None, titles: list[str]
     caller already has them (the encoder's pass over a query gives them): the
     CNN is not run again.
     """
-    model.eval()
+    in_eval_mode(model)
     dev = _device_of(model)
     if descriptors is not None:
         descriptors = np.asarray(descriptors)
@@ -203,7 +203,7 @@ def predict(model: FusedClassifier, images: np.ndarray | None, titles: list[str]
 @torch.no_grad()
 def image_features(model: FusedClassifier, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
     """Pooled CNN features (N, C), L2-normalised: for nearest-neighbour look-ups."""
-    model.eval()
+    in_eval_mode(model)
     dev = _device_of(model)
     out = []
     for sl in _batches(len(images), batch_size):
@@ -221,7 +221,7 @@ def class_activation_map(model: FusedClassifier, images: np.ndarray, head: str =
     head's linear CAM head: its logit is the mean of the (un-normalised) map
     plus a bias.
     """
-    model.eval()
+    in_eval_mode(model)
     dev = _device_of(model)
     images = np.asarray(images)
     weights = model.cam_heads[head].weight  # (C_classes, C_features)

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.checkpoint import SavedConfig
-from models.training import inference_batch, inference_precision, to_float_images
+from models.training import in_eval_mode, inference_batch, inference_precision, to_float_images
 
 
 @dataclass
@@ -185,7 +185,7 @@ def describe_array(encoder: nn.Module, images: np.ndarray, device: str | torch.d
     view 1 its mirror image (a free augmentation for the heads trained on them). ``encoder``: anything with
     an Image2Vec-shaped ``features``."""
     device = torch.device(device)
-    encoder.eval()
+    in_eval_mode(encoder)
     batch_size = batch_size or inference_batch(device)
     out: list[list[torch.Tensor]] = [[] for _ in range(views)]
     for start in range(0, len(images), batch_size):
@@ -205,7 +205,7 @@ def embed_and_describe_array(model: ImageEncoder, images: np.ndarray,
     (N, 80, 60, 3) from one pass over the CNN: what a photo query needs for the index and for the
     image-only heads that read the same frozen CNN."""
     device = torch.device(device)
-    model.eval()
+    in_eval_mode(model)
     x = to_float_images(torch.from_numpy(np.array(images, np.uint8)).to(device))
     with inference_precision(device):
         emb, desc = model.embed_and_describe(torch.cat([x, x.flip(3)]))

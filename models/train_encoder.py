@@ -27,6 +27,7 @@ from models.training import (
     autocast_for,
     cpu_has_bf16,
     for_inference,
+    in_eval_mode,
     inference_batch,
     inference_precision,
     pick_device,
@@ -148,7 +149,7 @@ def embed_array(model: ImageEncoder, images: np.ndarray | torch.Tensor, device: 
     ``flip_average``: the vector is the normalised mean of the image's and its mirror image's vectors
     (test-time augmentation; the catalog shoots items facing either way).
     """
-    model.eval()
+    in_eval_mode(model)
     batch_size = batch_size or inference_batch(device, flip_average)
     out = []
     for start in range(0, len(images), batch_size):

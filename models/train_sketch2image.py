@@ -38,6 +38,7 @@ from models.pix2pix import GANLoss, PatchDiscriminator, Pix2PixConfig, UnetGener
 from models.training import (
     autocast_for,
     for_inference,
+    in_eval_mode,
     inference_precision,
     pick_device,
     seed_everything,
@@ -313,7 +314,7 @@ def load_generator(payload: dict, device: str | torch.device = "cpu") -> UnetGen
 def generate_tensor(generator: UnetGenerator, sketches: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """uint8 (N, 80, 60) sketches on the generator's device -> uint8 (N, 80, 60, 3) images there."""
     was_training = generator.training
-    generator.eval()
+    in_eval_mode(generator)
     out = []
     for start in range(0, len(sketches), batch_size):
         with inference_precision(sketches.device):

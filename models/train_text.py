@@ -47,6 +47,7 @@ from models.training import (
     augment_images,
     autocast_for,
     for_inference,
+    in_eval_mode,
     inference_batch,
     inference_precision,
     pick_device,
@@ -97,7 +98,7 @@ def image_inputs(encoder: ImageEncoder, images: np.ndarray | torch.Tensor, space
                  batch_size: int = 512, augment_generator: torch.Generator | None = None) -> torch.Tensor:
     """Photos uint8 (N, H, W, 3) -> what the image side reads, on ``device``: the frozen descriptor
     (float16) for the joint space, the Image2Vec vector (float32) for the image2vec space."""
-    encoder.eval()
+    in_eval_mode(encoder)
     out = []
     for start in range(0, len(images), batch_size):
         chunk = images[start : start + batch_size]
@@ -156,7 +157,7 @@ def _title_ids(titles: list[str]) -> np.ndarray:
 @torch.no_grad()
 def _embed_text(model: TextImageModel, tokenizer: Tokenizer, titles: list[str], device: torch.device,
                 batch_size: int = 1024) -> torch.Tensor:
-    model.eval()
+    in_eval_mode(model)
     out = [model.text(*(t.to(device) for t in tokenizer.encode(titles[s : s + batch_size])))
            for s in range(0, len(titles), batch_size)]
     return torch.cat(out).float() if out else torch.zeros(0, model.text.config.embed_dim, device=device)
@@ -166,7 +167,7 @@ def _embed_text(model: TextImageModel, tokenizer: Tokenizer, titles: list[str], 
 def _embed_photos(model: TextImageModel, images: np.ndarray | torch.Tensor, device: torch.device,
                   batch_size: int | None = None) -> torch.Tensor:
     """Photos uint8 (N, H, W, 3) -> joint-space vectors through the model's own tower (eval mode)."""
-    model.eval()
+    in_eval_mode(model)
     batch_size = batch_size or inference_batch(device)
     out = []
     for start in range(0, len(images), batch_size):
@@ -183,7 +184,7 @@ def _embed_photos(model: TextImageModel, images: np.ndarray | torch.Tensor, devi
 def _embed_inputs(model: TextImageModel, inputs: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
     if model.image_head is None:
         return inputs.float()
-    model.eval()
+    in_eval_mode(model)
     return torch.cat([model.image_head(inputs[s : s + batch_size]) for s in range(0, len(inputs), batch_size)])
 
 

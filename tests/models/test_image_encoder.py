@@ -256,3 +256,16 @@ def test_the_drawn_prior_ratio_undoes_the_pool_s_kinds_and_a_sketch_query_s_gues
     expected = plain * ratio / (plain * ratio).sum(axis=1, keepdims=True)
     np.testing.assert_allclose(corrected, expected, rtol=1e-5)
     assert (corrected[:, 1] < plain[:, 1]).all()
+
+
+def test_in_eval_mode_turns_off_a_training_module_anywhere_and_leaves_a_served_one_alone():
+    from models.training import in_eval_mode
+
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Sequential(torch.nn.Dropout(0.5)))
+    in_eval_mode(net)
+    assert not any(m.training for m in net.modules())
+    net[1][0].train()  # one submodule left training: the dropout must still be turned off
+    in_eval_mode(net)
+    assert not any(m.training for m in net.modules())
+    x = torch.ones(4, 2)
+    assert torch.equal(net(x), net(x))
