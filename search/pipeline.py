@@ -15,6 +15,7 @@ ORM (``webapp.services.CatalogItems``).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -173,14 +174,25 @@ def encode_sketch(models: TrainedModels, sketch: np.ndarray, road: str, imagine:
         raise ValueError(f"unknown sketch road {road!r}; choose from {', '.join(SKETCH_ROADS)}")
     timings: dict[str, float] = {}
     generated = None
-    if road == "gan" or (imagine and models.available("sketch2image")):
+    drawing = None  # on the direct road the picture is only shown: the GAN draws it beside the encoder
+
+    def imagined() -> np.ndarray:
         with timed(timings, "gan"):
-            generated = models.sketch2image().generate(sketch[None])[0]
+            return models.sketch2image().generate(sketch[None])[0]
+
+    if road == "gan":
+        generated = imagined()
+    elif imagine and models.available("sketch2image"):
+        pool = ThreadPoolExecutor(max_workers=1)  # one per query: nothing is left running in a forked worker
+        drawing = pool.submit(imagined)
+        pool.shutdown(wait=False)
     with timed(timings, "encoder"):
         source = generated if road == "gan" else np.repeat(sketch[..., None], 3, axis=-1)
         vec = models.encoder().embed(source[None])[0]
         # the encoder's own head: it saw sketches, the classifier did not
         guess = picture_categories(models, vec[None], drawn=road == "direct")[0] if categories else None
+    if drawing is not None:
+        generated = drawing.result()
     return Encoded(vec, "image", timings, generated, guess)
 
 

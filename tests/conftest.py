@@ -147,6 +147,19 @@ def make_searchable(artifacts: Path, catalog: Path, models_dir: Path) -> Path:
     return catalog
 
 
+@pytest.fixture(scope="session")
+def demo_models_dir(synthetic_catalog, trained_text_models_dir, tmp_path_factory):
+    """Every model the demo needs, really trained (tiny profile): the text models plus the sketch-to-image GAN."""
+    from search.dataset import load_dataset
+    from search.train import train_role
+
+    artifacts = tmp_path_factory.mktemp("trained-demo")
+    shutil.copytree(trained_text_models_dir, artifacts / "models")
+    train_role("sketch2image", load_dataset(synthetic_catalog, artifacts / "cache"), artifacts, profile="tiny",
+               device="cpu")
+    return artifacts / "models"
+
+
 @pytest.fixture
 def searchable(db, artifacts, synthetic_catalog, trained_models_dir):
     """The synthetic catalog imported, trained models in place, an index built and active."""

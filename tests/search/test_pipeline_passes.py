@@ -48,3 +48,21 @@ def test_the_one_pass_gives_what_two_passes_gave(models):
     twin = models.classifier(image_only=True)
     np.testing.assert_allclose(twin.predict(None, descriptors=descriptors)[MAIN_HEAD],
                                twin.predict(photos, flip_average=True)[MAIN_HEAD], atol=1e-5)
+
+
+def test_the_picture_drawn_beside_the_encoder_is_the_one_drawn_alone(demo_models_dir):
+    """On the direct road the GAN's picture is drawn in a thread while the encoder runs: the same picture,
+    the same vector and guess as the GAN road's sequential order gives them."""
+    from search.trained import TrainedModels
+
+    models = TrainedModels(demo_models_dir)
+    assert models.available("sketch2image")
+    sketch = np.full((80, 60), 255, np.uint8)
+    sketch[10:70, 15] = sketch[10:70, 45] = sketch[10, 15:46] = sketch[69, 15:46] = 0
+    encoded = pipeline.encode_sketch(models, sketch, "direct")
+    assert encoded.generated is not None and encoded.generated.shape == (80, 60, 3)
+    np.testing.assert_array_equal(encoded.generated, models.sketch2image().generate(sketch[None])[0])
+    alone = pipeline.encode_sketch(models, sketch, "direct", imagine=False)
+    np.testing.assert_allclose(encoded.vector, alone.vector, atol=1e-6)
+    assert encoded.categories == alone.categories
+    assert {"gan", "encoder"} <= set(encoded.timings_ms)

@@ -4,24 +4,10 @@ on a sample of the test split, its n shown; a second run leaves it as it is."""
 import json
 import shutil
 
-import pytest
 from django.core.management import call_command
 
 from search.catalog import split_of
 from webapp.models import IndexVersion, Item
-
-
-@pytest.fixture(scope="session")
-def demo_models_dir(synthetic_catalog, trained_text_models_dir, tmp_path_factory):
-    """Every model the demo needs, really trained (tiny profile): the text models plus the sketch-to-image GAN."""
-    from search.dataset import load_dataset
-    from search.train import train_role
-
-    artifacts = tmp_path_factory.mktemp("trained-demo")
-    shutil.copytree(trained_text_models_dir, artifacts / "models")
-    train_role("sketch2image", load_dataset(synthetic_catalog, artifacts / "cache"), artifacts, profile="tiny",
-               device="cpu")
-    return artifacts / "models"
 
 
 def test_the_demo_leaves_a_report_with_real_figures(db, artifacts, settings, synthetic_catalog, demo_models_dir,
