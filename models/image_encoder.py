@@ -206,12 +206,16 @@ def embed_and_describe_array(model: ImageEncoder, images: np.ndarray,
     image-only heads that read the same frozen CNN."""
     device = torch.device(device)
     in_eval_mode(model)
-    x = to_float_images(torch.from_numpy(np.array(images, np.uint8)).to(device))
-    with inference_precision(device):
-        emb, desc = model.embed_and_describe(torch.cat([x, x.flip(3)]))
-    n = len(x)
-    vectors = F.normalize(emb[:n].float() + emb[n:].float(), dim=1)
-    return vectors.cpu().numpy(), desc.float().cpu().numpy().reshape(2, n, -1)
+    batch = inference_batch(device, flip_average=True)  # in chunks that stay in cache, as ``embed`` does
+    vectors, descriptors = [], []
+    for start in range(0, max(len(images), 1), batch):  # no images: one empty pass gives the empty shapes
+        x = to_float_images(torch.from_numpy(np.array(images[start : start + batch], np.uint8)).to(device))
+        with inference_precision(device):
+            emb, desc = model.embed_and_describe(torch.cat([x, x.flip(3)]))
+        n = len(x)
+        vectors.append(F.normalize(emb[:n].float() + emb[n:].float(), dim=1).cpu())
+        descriptors.append(desc.float().cpu().reshape(2, n, -1))
+    return torch.cat(vectors).numpy(), torch.cat(descriptors, dim=1).numpy()
 
 
 def _widths(model: nn.Module) -> tuple[int, ...]:
