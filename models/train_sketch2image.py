@@ -320,7 +320,8 @@ def generate_tensor(generator: UnetGenerator, sketches: torch.Tensor, batch_size
         with inference_precision(sketches.device):
             images = generator(sketch_to_tensor(sketches[start : start + batch_size])).float()
         out.append(images.add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1))
-    generator.train(was_training)
+    if was_training:  # a generator mid-training goes back to it; a served one stays as it was, unwalked
+        generator.train()
     if not out:
         return torch.zeros((0, *sketches.shape[1:], 3), dtype=torch.uint8, device=sketches.device)
     return torch.cat(out)

@@ -51,8 +51,8 @@ def test_the_one_pass_gives_what_two_passes_gave(models):
 
 
 def test_the_picture_drawn_beside_the_encoder_is_the_one_drawn_alone(demo_models_dir):
-    """On the direct road the GAN's picture is drawn in a thread while the encoder runs: the same picture,
-    the same vector and guess as the GAN road's sequential order gives them."""
+    """On the direct road the GAN's picture is drawn in a thread while the encoder runs: the picture is the one
+    the GAN draws alone, and the vector and guess are those of the same query without the picture."""
     from search.trained import TrainedModels
 
     models = TrainedModels(demo_models_dir)
