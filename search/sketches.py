@@ -405,30 +405,39 @@ def _ink_map(img: Image.Image) -> np.ndarray:
     return np.clip((paper - grey) / max(paper, 1e-3), 0.0, 1.0)
 
 
+def _thinning_tables() -> tuple[np.ndarray, np.ndarray]:
+    """Zhang-Suen's two sub-iterations as lookup tables over a pixel's 8-neighbour code (bit k = neighbour
+    P(k+2): N, NE, E, SE, S, SW, W, NW): True where a set pixel with that neighbourhood is removed."""
+    codes = np.arange(256)
+    p = [(codes >> k) & 1 for k in range(8)]  # p[0] = P2 (north) ... p[7] = P9 (north-west)
+    neighbours = sum(p)
+    transitions = sum((p[k] == 0) & (p[(k + 1) % 8] == 1) for k in range(8))
+    base = (neighbours >= 2) & (neighbours <= 6) & (transitions == 1)
+    p2, p4, p6, p8 = p[0], p[2], p[4], p[6]
+    first = base & (p2 * p4 * p6 == 0) & (p4 * p6 * p8 == 0)
+    second = base & (p2 * p4 * p8 == 0) & (p2 * p6 * p8 == 0)
+    return first, second
+
+
+_THIN_TABLES = _thinning_tables()
+# filter2D correlates: the weight at (dy + 1, dx + 1) is the code bit of the neighbour at (dy, dx).
+_THIN_KERNEL = np.float32([[128, 1, 2], [64, 0, 4], [32, 16, 8]])
+
+
 def _thin(mask: np.ndarray) -> np.ndarray:
-    """Zhang-Suen thinning of a boolean mask to one-pixel centre lines."""
-    img = np.pad(mask.astype(np.uint8), 1)
+    """Zhang-Suen thinning of a boolean mask to one-pixel centre lines (each sub-iteration one correlation and
+    one table lookup)."""
+    img = mask.astype(np.uint8)
     while True:
         changed = False
-        for step in (0, 1):
-            p = img
-            p2, p3, p4 = p[:-2, 1:-1], p[:-2, 2:], p[1:-1, 2:]
-            p5, p6, p7 = p[2:, 2:], p[2:, 1:-1], p[2:, :-2]
-            p8, p9 = p[1:-1, :-2], p[:-2, :-2]
-            ring = [p2, p3, p4, p5, p6, p7, p8, p9, p2]
-            neighbours = p2 + p3 + p4 + p5 + p6 + p7 + p8 + p9
-            transitions = sum((ring[k] == 0) & (ring[k + 1] == 1) for k in range(8))
-            if step == 0:
-                cond = (p2 * p4 * p6 == 0) & (p4 * p6 * p8 == 0)
-            else:
-                cond = (p2 * p4 * p8 == 0) & (p2 * p6 * p8 == 0)
-            remove = (p[1:-1, 1:-1] == 1) & (neighbours >= 2) & (neighbours <= 6) & (transitions == 1) & cond
+        for table in _THIN_TABLES:
+            code = cv2.filter2D(img, cv2.CV_16S, _THIN_KERNEL, borderType=cv2.BORDER_CONSTANT)
+            remove = table[code] & (img == 1)
             if remove.any():
-                img = img.copy()
-                img[1:-1, 1:-1][remove] = 0
+                img[remove] = 0
                 changed = True
         if not changed:
-            return img[1:-1, 1:-1].astype(bool)
+            return img.astype(bool)
 
 
 def normalise_sketch(img: Image.Image) -> np.ndarray:
