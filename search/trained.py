@@ -115,9 +115,9 @@ class Image2Vec(LoadedModel):
         import torch
 
         from models.classifier import cam_overlay
-        from models.training import to_float_images
+        from models.training import inference_precision, to_float_images
 
-        with torch.inference_mode():
+        with torch.inference_mode(), inference_precision(self.device):
             x = to_float_images(torch.from_numpy(np.ascontiguousarray(image[None])).to(self.device))
             cam = self.net.class_activation_map(x, self.class_names.index(category))[0].float().cpu().numpy()
         return cam_overlay(image, cam)
@@ -287,8 +287,9 @@ class TrainedModels:
             payload = read_checkpoint(self.models_dir, role)
             if role == "encoder":
                 from models.train_encoder import load_encoder
+                from models.training import for_serving
 
-                model = Image2Vec(load_encoder(payload, self.device), payload, self.device)
+                model = Image2Vec(for_serving(load_encoder(payload, self.device), self.device), payload, self.device)
             elif role == "sketch2image":
                 from models.train_sketch2image import load_generator
 

@@ -4,7 +4,7 @@ import torch
 from models.checkpoint import load_checkpoint
 from models.image_encoder import EncoderConfig, ImageEncoder
 from models.metrics import precision_at_k, recall_at_k
-from models.train_encoder import load_encoder, train_encoder
+from models.train_encoder import embed_array, load_encoder, train_encoder
 
 
 def test_shapes_and_normalisation():
@@ -269,3 +269,23 @@ def test_in_eval_mode_turns_off_a_training_module_anywhere_and_leaves_a_served_o
     assert not any(m.training for m in net.modules())
     x = torch.ones(4, 2)
     assert torch.equal(net(x), net(x))
+
+
+def test_the_serving_form_folds_batchnorm_and_keeps_the_outputs():
+    from models.training import for_serving
+
+    model = ImageEncoder(EncoderConfig(widths=(8, 16, 16, 32), embed_dim=24, n_classes=5))
+    with torch.no_grad():  # BatchNorms with statistics and affine weights of their own, not the defaults
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    model.eval()
+    images = np.random.default_rng(0).integers(0, 256, (6, 80, 60, 3), dtype=np.uint8)
+    before = embed_array(model, images, torch.device("cpu"), flip_average=True)
+    served = for_serving(model)
+    after = embed_array(served, images, torch.device("cpu"), flip_average=True)  # bf16 weights where bf16 infers
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in served.modules())
+    assert (before * after).sum(axis=1).min() > 0.999

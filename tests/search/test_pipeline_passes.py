@@ -46,8 +46,10 @@ def test_the_one_pass_gives_what_two_passes_gave(models):
     vectors, descriptors = models.encoder().embed_and_describe(photos)
     np.testing.assert_allclose(vectors, models.encoder().embed(photos), atol=1e-5)
     twin = models.classifier(image_only=True)
+    # the served encoder has its BatchNorms folded (and bf16 weights where bf16 infers); the classifier's own
+    # copy of the CNN has not: the same probabilities to rounding
     np.testing.assert_allclose(twin.predict(None, descriptors=descriptors)[MAIN_HEAD],
-                               twin.predict(photos, flip_average=True)[MAIN_HEAD], atol=1e-5)
+                               twin.predict(photos, flip_average=True)[MAIN_HEAD], atol=1e-2)
 
 
 def test_the_picture_drawn_beside_the_encoder_is_the_one_drawn_alone(demo_models_dir):
