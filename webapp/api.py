@@ -198,9 +198,10 @@ class SuggestionOut(Schema):
     title_draft: str = Field(description="without a title: a draft title that says only what the photo shows, "
                                          "never a brand (e.g. \"Women Blue Jackets\"); a person completes it. "
                                          "Empty when a title was sent")
-    title_draft_method: str = Field("", description="how the draft was made: `tags` (gender, colour and kind "
-                                                    "from the suggested tags), `lstm` (the captioner, its brand "
-                                                    "taken off), or empty (no draft)")
+    title_draft_method: str = Field("", description="how the draft was made: `neighbour` (the nearest "
+                                                    "catalog item's title, its brand taken off), `lstm` (the "
+                                                    "captioner, its brand taken off), `tags` (gender, colour and "
+                                                    "kind from the suggested tags), or empty (no draft)")
     timings_ms: dict[str, float]
     neighbours: list[NeighbourOut] = Field(
         default_factory=list, description="without a title: the nearest catalog items, which voted on the category")

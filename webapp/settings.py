@@ -153,7 +153,11 @@ INDEX_NLIST = envint("INDEX_NLIST", 0)  # ivf partitions; 0: about sqrt(items)
 INDEX_NPROBE = envint("INDEX_NPROBE", 16)  # ivf partitions scanned per query
 INDEX_KEEP_VERSIONS = envint("INDEX_KEEP_VERSIONS", 2)
 TORCH_THREADS = envint("TORCH_THREADS", 0)  # 0: PyTorch's default
-CAPTION_METHOD = env("CAPTION_METHOD", "lstm")  # draft titles: "lstm" when trained, else (or "tags") from the tags
+# Draft titles of untitled uploads: "neighbour" (the nearest item's title without its brand; measured better than the
+# LSTM's, README Results), "lstm" (the captioner, when trained) or "tags"; the first two fall back to "tags".
+CAPTION_METHOD = env("CAPTION_METHOD", "neighbour")
+if CAPTION_METHOD not in ("neighbour", "lstm", "tags"):
+    raise ValueError(f"CAPTION_METHOD must be neighbour, lstm or tags, not {CAPTION_METHOD!r}")
 # Text queries: weight of the title match beside the joint text space (search.lexical); 0: off.
 LEXICAL_WEIGHT = float(env("LEXICAL_WEIGHT", "1.0"))
 RERANK_WEIGHT = float(env("RERANK_WEIGHT", str(rerank.RERANK_WEIGHT)))  # re-ranking of picture queries by category; 0: off

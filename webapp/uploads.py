@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,10 +79,17 @@ def nearest_items(vector: np.ndarray, k: int = NEIGHBOURS) -> list[tuple[Item, f
     return [(hit.item, hit.score) for hit in result.hits]
 
 
-def caption_draft(image: np.ndarray, suggestion: Suggestion) -> tuple[str, str]:
-    """A draft title for a photo without one: (text, method). It says only what the photo shows, never a brand:
-    ``lstm`` (settings.CAPTION_METHOD, when the captioner is trained) generates one, its brand taken off;
-    else ``tags`` composes gender, colour and kind from the suggested tags ("Women Blue Jackets")."""
+def caption_draft(image: np.ndarray, suggestion: Suggestion,
+                  nearest: Sequence[tuple[Item, float]] = ()) -> tuple[str, str]:
+    """A draft title for a photo without one: (text, method). It never names a brand. By
+    ``settings.CAPTION_METHOD``: ``neighbour`` (the default) copies the title of the nearest catalog item, its brand
+    taken off (``evaluate`` measures it above the LSTM's on the test split, see the README's Results); ``lstm`` has
+    the captioner, when trained, write one, its brand taken off. Either falls back to ``tags``: gender, colour and
+    kind from the suggested tags ("Women Blue Jackets")."""
+    if settings.CAPTION_METHOD == "neighbour" and nearest:
+        draft = strip_brand(nearest[0][0].title)
+        if draft:
+            return draft, "neighbour"
     models = get_models()
     if settings.CAPTION_METHOD == "lstm" and models.available("captioner"):
         draft = strip_brand(models.captioner().caption(image))
@@ -103,7 +111,7 @@ def suggest(staged: StagedUpload, title: str) -> tuple[Suggestion, str, str, lis
     suggestion = suggest_tags(models, staged.image, title, neighbours=neighbours, vector=vector)
     heatmap = png_data_uri(suggestion.heatmap) if suggestion.heatmap is not None else ""
     if not title:
-        suggestion.title_draft, suggestion.title_draft_method = caption_draft(staged.image, suggestion)
+        suggestion.title_draft, suggestion.title_draft_method = caption_draft(staged.image, suggestion, nearest)
     return suggestion, heatmap, suggestion.title_draft, nearest
 
 

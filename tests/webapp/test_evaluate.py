@@ -37,8 +37,9 @@ def test_evaluate_writes_every_figure_it_can_measure(searchable, settings, tmp_p
     assert 0 <= near["accuracy"] <= 1 and 0 <= near["vote_alone_accuracy"] <= 1
     n_val = sum(split_of(sku) == "val" for sku in Item.objects.values_list("sku", flat=True))
     assert near["sweep_validation"]["n"] == n_val and "k=10 temperature=0.02 weight=2.0" in near["sweep_validation"]
-    # no captioner was trained: uploads draft titles from the suggested tags, and the report says so
-    assert "lstm" not in report["captions"] and report["captions"]["in_use"] == "tags"
+    # no captioner was trained: uploads copy the nearest item's title (the default), and the report says so
+    assert "lstm" not in report["captions"] and report["captions"]["in_use"] == "neighbour"
+    assert report["captions"]["winner"] == "neighbour" and 0 <= report["captions"]["neighbour"]["bleu4_as_shown"] <= 1
     assert report["models"]["encoder"].startswith("encoder-")
 
 

@@ -134,11 +134,18 @@ def test_api_suggest_lists_the_voting_neighbours_only_without_a_title(client, se
     assert titled["neighbours"] == [] and titled["model"] == "fused"
 
 
-def test_an_untitled_upload_gets_a_draft_that_names_no_brand(staff_client, searchable):
-    """Every synthetic title names the brand "Acme", which no photo shows: the draft says the gender, colour and
-    kind the tags suggest, and the page and the API call it a draft."""
-    from search.captions import draft_from_tags
+def test_an_untitled_upload_gets_a_draft_that_names_no_brand(staff_client, searchable, settings):
+    """Every synthetic title names the brand "Acme", which no photo shows. By default the draft is the nearest
+    catalog item's title without its brand; with ``CAPTION_METHOD=tags`` it says the gender, colour and kind the
+    tags suggest. The page and the API call it a draft."""
+    from search.captions import draft_from_tags, strip_brand
 
+    body = staff_client.post("/api/items/suggest", {"image": photo("Handbags")}).json()
+    nearest = Item.objects.get(sku=body["neighbours"][0]["id"])
+    assert body["title_draft_method"] == "neighbour" and nearest.title.startswith("Acme ")
+    assert body["title_draft"] == strip_brand(nearest.title) and "Acme" not in body["title_draft"]
+
+    settings.CAPTION_METHOD = "tags"
     body = staff_client.post("/api/items/suggest", {"image": photo("Handbags")}).json()
     assert body["title_draft_method"] == "tags" and "Acme" not in body["title_draft"]
     best = {head: [(o["label"], o["confidence"]) for o in options[:1]] for head, options in body["tags"].items()}

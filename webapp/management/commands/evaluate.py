@@ -425,7 +425,8 @@ class Command(BaseCommand):
             out["lstm"] = {"bleu4": bleu4(drafts, titles), "bleu4_as_shown": bleu4([strip_brand(d) for d in drafts], shown),
                            "examples": list(zip(drafts[:5], titles[:5]))}
             report["models"]["captioner"] = models.captioner().version
-        out["winner"] = max((m for m in ("neighbour", "lstm") if m in out), key=lambda m: out[m]["bleu4"])
-        # what uploads use: the LSTM only when asked for and trained (webapp.uploads falls back to the tags)
-        out["in_use"] = "lstm" if settings.CAPTION_METHOD == "lstm" and "lstm" in out else "tags"
+        # the better of the two on what an upload's draft shows (its brand taken off)
+        out["winner"] = max((m for m in ("neighbour", "lstm") if m in out), key=lambda m: out[m]["bleu4_as_shown"])
+        # what uploads use (webapp.uploads.caption_draft): the method asked for where it can run, else the tags
+        out["in_use"] = settings.CAPTION_METHOD if settings.CAPTION_METHOD in out else "tags"
         report["captions"] = out
