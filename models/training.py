@@ -102,6 +102,14 @@ def in_eval_mode(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
+def match_thread_count() -> None:
+    """Size this thread's OpenMP team as ``torch.set_num_threads`` sized the process's. OpenMP keeps the size per
+    thread and oneDNN's convolutions read it directly, so a thread started after ``set_num_threads(1)`` convolves on
+    every core beside the thread that started it: the GAN drawn beside the encoder took 17.5 ms instead of 7.7 on 2
+    cores (docs/benchmarks.md). Call it first in a thread that runs a network."""
+    torch.set_num_threads(torch.get_num_threads())
+
+
 def inference_batch(device: str | torch.device, flip_average: bool = False) -> int:
     """Images per chunk when embedding many: small on the CPU, where a forward batch of 32 photos stays in
     cache (the full-profile CNN: 284 images/s at 32 against 155 at 512 on 2 cores, channels-last), larger on

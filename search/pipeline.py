@@ -21,6 +21,7 @@ from typing import Protocol
 
 import numpy as np
 
+from models.training import match_thread_count
 from search import rerank
 from search.categories import picture_categories, reads_encoder
 from search.fusion import fuse_scores
@@ -176,7 +177,9 @@ def encode_sketch(models: TrainedModels, sketch: np.ndarray, road: str, imagine:
     generated = None
     drawing = None  # on the direct road the picture is only shown: the GAN draws it beside the encoder
 
-    def imagined() -> np.ndarray:
+    def imagined(in_thread: bool = False) -> np.ndarray:
+        if in_thread:
+            match_thread_count()  # else its convolutions take every core, beside the encoder's
         with timed(timings, "gan"):
             return models.sketch2image().generate(sketch[None])[0]
 
@@ -184,7 +187,7 @@ def encode_sketch(models: TrainedModels, sketch: np.ndarray, road: str, imagine:
         generated = imagined()
     elif imagine and models.available("sketch2image"):
         pool = ThreadPoolExecutor(max_workers=1)  # one per query: nothing is left running in a forked worker
-        drawing = pool.submit(imagined)
+        drawing = pool.submit(imagined, True)
         pool.shutdown(wait=False)
     with timed(timings, "encoder"):
         source = generated if road == "gan" else np.repeat(sketch[..., None], 3, axis=-1)
