@@ -177,17 +177,17 @@ def encode_sketch(models: TrainedModels, sketch: np.ndarray, road: str, imagine:
     generated = None
     drawing = None  # on the direct road the picture is only shown: the GAN draws it beside the encoder
 
-    def imagined(in_thread: bool = False) -> np.ndarray:
-        if in_thread:
-            match_thread_count()  # else its convolutions take every core, beside the encoder's
+    def imagined() -> np.ndarray:
         with timed(timings, "gan"):
             return models.sketch2image().generate(sketch[None])[0]
 
     if road == "gan":
         generated = imagined()
     elif imagine and models.available("sketch2image"):
-        pool = ThreadPoolExecutor(max_workers=1)  # one per query: nothing is left running in a forked worker
-        drawing = pool.submit(imagined, True)
+        # one per query: nothing is left running in a forked worker; sized as the worker's torch (else its
+        # convolutions take every core, beside the encoder's)
+        pool = ThreadPoolExecutor(max_workers=1, initializer=match_thread_count)
+        drawing = pool.submit(imagined)
         pool.shutdown(wait=False)
     with timed(timings, "encoder"):
         source = generated if road == "gan" else np.repeat(sketch[..., None], 3, axis=-1)
