@@ -22,6 +22,7 @@ from models.checkpoint import save_checkpoint
 from models.image_encoder import EncoderConfig, ImageEncoder
 from models.loop import Profile, adamw_one_cycle, finish, fit, measure_epoch_seconds, plan_epochs
 from models.metrics import precision_at_k
+from models.quantize import calibration_set
 from models.training import (
     augment_images,
     autocast_for,
@@ -268,6 +269,7 @@ def train_encoder(train_images: np.ndarray, train_labels: np.ndarray, val_images
                                     labels.cpu().numpy(), None if pool_labels is None else pool_labels.cpu().numpy(),
                                     len(class_names), prof),
                                 bf16=dev.type == "cuda" or cpu_has_bf16(), measured_epoch_seconds=epoch_seconds),
+        extra={"calibration": torch.from_numpy(calibration_set(val_images, val_sketches))},  # models.quantize
     )
     finish(out_path)
     return payload

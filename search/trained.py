@@ -236,10 +236,13 @@ def read_checkpoint(models_dir: Path, role: str) -> dict:
 class TrainedModels:
     """The checkpoints of one artifacts directory, each loaded on first use."""
 
-    def __init__(self, models_dir: Path, device: str = "cpu", threads: int = 0):
+    def __init__(self, models_dir: Path, device: str = "cpu", threads: int = 0, int8: bool = False):
+        """``int8``: the encoder's CNN in int8 on a CPU, where its checkpoint carries calibration pictures
+        (``models.quantize``)."""
         self.models_dir = Path(models_dir)
         self.device = device
         self.threads = threads
+        self.int8 = int8
         self._lock = threading.RLock()  # the text model loads the encoder's checkpoint from inside _load
         self._loaded: dict[str, Any] = {}
 
@@ -274,6 +277,16 @@ class TrainedModels:
             model = self._loaded.get(role)
         return model.version if model is not None else None
 
+    def _served_encoder(self, payload: dict):
+        from models.quantize import int8_available, quantize_cnn
+        from models.train_encoder import load_encoder
+        from models.training import for_serving
+
+        net = load_encoder(payload, self.device)
+        if self.int8 and self.device == "cpu" and payload.get("calibration") is not None and int8_available():
+            return quantize_cnn(net, np.asarray(payload["calibration"]))
+        return for_serving(net, self.device)
+
     def _load(self, role: str):
         with self._lock:
             if role in self._loaded:
@@ -286,10 +299,7 @@ class TrainedModels:
                 torch.set_num_threads(self.threads)
             payload = read_checkpoint(self.models_dir, role)
             if role == "encoder":
-                from models.train_encoder import load_encoder
-                from models.training import for_serving
-
-                model = Image2Vec(for_serving(load_encoder(payload, self.device), self.device), payload, self.device)
+                model = Image2Vec(self._served_encoder(payload), payload, self.device)
             elif role == "sketch2image":
                 from models.train_sketch2image import load_generator
 

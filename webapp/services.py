@@ -48,7 +48,9 @@ def get_models() -> TrainedModels:
     global _models
     with _lock:
         if _models is None:
-            _models = TrainedModels(models_dir(), device=resolve_device(settings.TORCH_DEVICE), threads=settings.TORCH_THREADS)
+            _models = TrainedModels(models_dir(), device=resolve_device(settings.TORCH_DEVICE),
+                                    threads=settings.TORCH_THREADS,
+                                    int8=settings.ENCODER_INT8)
         return _models
 
 

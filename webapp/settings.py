@@ -153,6 +153,9 @@ INDEX_NLIST = envint("INDEX_NLIST", 0)  # ivf partitions; 0: about sqrt(items)
 INDEX_NPROBE = envint("INDEX_NPROBE", 16)  # ivf partitions scanned per query
 INDEX_KEEP_VERSIONS = envint("INDEX_KEEP_VERSIONS", 2)
 TORCH_THREADS = envint("TORCH_THREADS", 0)  # 0: PyTorch's default
+# The encoder's CNN in int8 on a CPU (models.quantize): a reindex ~18 % faster for ~0.001 of P@5 (docs/benchmarks.md).
+# Set it alike for every process that embeds, and reindex with --no-reuse after a switch.
+ENCODER_INT8 = envbool("ENCODER_INT8", False)
 # Draft titles of untitled uploads: "neighbour" (the nearest item's title without its brand; measured better than the
 # LSTM's, README Results), "lstm" (the captioner, when trained) or "tags"; the first two fall back to "tags".
 CAPTION_METHOD = env("CAPTION_METHOD", "neighbour")

@@ -38,6 +38,34 @@ def test_a_photo_query_runs_the_cnn_once_per_view(models):
     assert encoded.categories
 
 
+def test_an_int8_encoder_serves_a_photo_query_in_one_pass_per_view(searchable, settings):
+    """``ENCODER_INT8``: the served encoder's CNN in int8 (``models.quantize``), the same one pass per view, and
+    the same kind of hits as the float32 encoder's on the tiny catalog."""
+    from models.quantize import int8_available, is_int8
+    from webapp.services import get_models, reset_caches, search_vector
+
+    if not int8_available():
+        pytest.skip("this PyTorch has no int8 CPU engine")
+    photo = np.asarray(Image.new("RGB", (60, 80), "red"))
+    float_hits = search_vector(pipeline.encode_photo(get_models(), photo), 5).hits
+    settings.ENCODER_INT8 = True
+    reset_caches()
+    try:
+        models = get_models()
+        assert is_int8(models.encoder().net)
+        passes: list[int] = []
+        hook = count_cnn_passes(models.encoder().net, passes)
+        try:
+            encoded = pipeline.encode_photo(models, photo)
+        finally:
+            hook.remove()
+        assert passes == [2] and encoded.categories
+        hits = search_vector(encoded, 5).hits
+        assert [h.item.category for h in hits] == [h.item.category for h in float_hits]
+    finally:
+        reset_caches()
+
+
 def test_the_one_pass_gives_what_two_passes_gave(models):
     from models.classifier import MAIN_HEAD
 
