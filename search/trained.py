@@ -283,8 +283,9 @@ class TrainedModels:
         from models.training import for_serving
 
         net = load_encoder(payload, self.device)
-        if self.int8 and self.device == "cpu" and payload.get("calibration") is not None and int8_available():
-            return quantize_cnn(net, np.asarray(payload["calibration"]))
+        calibration = payload.get("calibration")
+        if self.int8 and self.device == "cpu" and calibration is not None and len(calibration) and int8_available():
+            return quantize_cnn(net, np.asarray(calibration))
         return for_serving(net, self.device)
 
     def _load(self, role: str):
