@@ -27,29 +27,39 @@ CALIBRATION_PHOTOS = 128
 CALIBRATION_SKETCHES = 64
 
 
+def _evenly(array: np.ndarray, n: int) -> np.ndarray:
+    """At most ``n`` elements of ``array``, evenly spaced from its first to its last."""
+    return np.asarray(array[np.linspace(0, len(array) - 1, min(n, len(array))).astype(int)], np.uint8)
+
+
 def calibration_set(photos: np.ndarray, sketches: np.ndarray | None = None, n_photos: int = CALIBRATION_PHOTOS,
                     n_sketches: int = CALIBRATION_SKETCHES) -> np.ndarray:
     """Pictures to set the int8 ranges on, uint8 (N, 80, 60, 3): photos evenly spaced over ``photos`` (N, 80, 60, 3)
     and as many sketches (N, 80, 60) as queries bring them, grey on three channels."""
-    picks = [np.asarray(photos[np.linspace(0, len(photos) - 1, min(n_photos, len(photos))).astype(int)], np.uint8)]
+    picks = [_evenly(photos, n_photos)]
     if sketches is not None and len(sketches) and n_sketches:
-        chosen = np.asarray(sketches[np.linspace(0, len(sketches) - 1, min(n_sketches, len(sketches))).astype(int)])
-        picks.append(np.repeat(chosen[..., None], 3, axis=-1).astype(np.uint8))
+        picks.append(np.repeat(_evenly(sketches, n_sketches)[..., None], 3, axis=-1))
     return np.ascontiguousarray(np.concatenate(picks))
 
 
-def int8_available() -> bool:
+def _engine() -> str | None:
+    """PyTorch's int8 CPU engine here (``x86``, else ``fbgemm``), None without one or without FX quantization."""
     try:
         from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx  # noqa: F401
     except ImportError:
-        return False
-    return "x86" in torch.backends.quantized.supported_engines or "fbgemm" in torch.backends.quantized.supported_engines
+        return None
+    return next((e for e in ("x86", "fbgemm") if e in torch.backends.quantized.supported_engines), None)
+
+
+def int8_available() -> bool:
+    return _engine() is not None
 
 
 def is_int8(model: nn.Module) -> bool:
-    """Whether ``model`` runs quantized convolutions (``quantize_cnn``)."""
-    return any(type(m).__module__.startswith("torch.ao.nn.") and ".quantized" in type(m).__module__
-               and "Conv" in type(m).__name__ for m in model.modules())
+    """Whether ``model`` runs quantized convolutions (``quantize_cnn``; fused ones subclass the plain ones)."""
+    from torch.ao.nn.quantized import Conv2d
+
+    return any(isinstance(m, Conv2d) for m in model.modules())
 
 
 def quantize_cnn(model: nn.Module, calibration: np.ndarray) -> nn.Module:
@@ -61,7 +71,7 @@ def quantize_cnn(model: nn.Module, calibration: np.ndarray) -> nn.Module:
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
-    engine = "x86" if "x86" in torch.backends.quantized.supported_engines else "fbgemm"
+    engine = _engine()
     torch.backends.quantized.engine = engine
     model = model.cpu().float().eval()
     x = to_float_images(torch.from_numpy(np.ascontiguousarray(calibration))).contiguous(memory_format=torch.channels_last)
