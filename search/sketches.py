@@ -56,6 +56,14 @@ USER_STROKE_WIDTH = 2
 # Margin around a user's strokes, as a fraction of the padded frame's height:
 # the median empty band above/below the product in catalog sketches.
 USER_MARGIN = 0.06
+# A user's drawing: how dark a pixel must be, relative to the paper around it, to count as a stroke (a pen's; for
+# a pencil's, whose cores are lighter than FAINT_CORES, down to FAINT_INK); and how uneven the paper's light may be
+# before it is read locally (a photographed page), as a share of white.
+INK = 0.35
+FAINT_CORES = 0.5
+FAINT_INK = 0.15
+PAPER_CELLS = 48
+PAPER_UNEVEN = 0.12
 FOREGROUND_DIFF = 12  # colour distance from the background that counts as product
 CANNY_HIGH = (50.0, 95.0)  # range of Canny's high threshold (low = 0.4 x high)
 MIN_LINE = (12, 22)  # range of the shortest inner line kept, pixels at the drawing resolution
@@ -402,7 +410,54 @@ def _ink_map(img: Image.Image) -> np.ndarray:
     paper = float(np.median(grey))
     if paper < 0.5:  # light strokes on a dark background
         grey, paper = 1.0 - grey, 1.0 - paper
-    return np.clip((paper - grey) / max(paper, 1e-3), 0.0, 1.0)
+    level = _paper_level(grey)
+    if level is None:  # even paper: a canvas, a scan
+        return np.clip((paper - grey) / max(paper, 1e-3), 0.0, 1.0)
+    grey = cv2.GaussianBlur(grey, (3, 3), 0)  # a camera's grain, which the shadows' low light amplifies
+    return np.clip((level - grey) / np.maximum(level, 1e-3), 0.0, 1.0)
+
+
+def _paper_level(grey: np.ndarray) -> np.ndarray | None:
+    """The paper's brightness around each pixel of a photographed drawing (a shadow across the page, a
+    vignette), or None when the paper is even to within ``PAPER_UNEVEN``.
+
+    Read on a thumbnail ``PAPER_CELLS`` pixels across: the brightest pixel near each is roughly the paper,
+    since strokes are thin and dark; the level is the mean of the pixels that rough level calls paper,
+    smoothed and scaled back up.
+    """
+    h, w = grey.shape
+    scale = PAPER_CELLS / max(h, w)
+    if scale >= 0.5:  # too small a picture to tell shadow from strokes
+        return None
+    sample = grey[::4, ::4]
+    if np.mean(np.abs(sample - np.median(sample)) <= 1.5 / 255) >= 0.5:  # paper of one exact shade: drawn on screen
+        return None
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+
+    def thumbnail(a: np.ndarray) -> np.ndarray:
+        return cv2.resize(a, size, interpolation=cv2.INTER_AREA)
+
+    rough = cv2.GaussianBlur(cv2.dilate(thumbnail(grey), _ELLIPSE5), (5, 5), 0)
+    low, high = np.percentile(rough, (2, 98))
+    if high - low < PAPER_UNEVEN:
+        return None
+    # The brightest nearby overstates the paper where the light changes; the mean of what that rough level calls
+    # paper does not.
+    paper = (grey >= (1.0 - FAINT_INK) * cv2.resize(rough, (w, h), interpolation=cv2.INTER_LINEAR))
+    paper = paper.astype(np.float32)
+    share = thumbnail(paper)
+    level = np.where(share > 0.05, thumbnail(grey * paper) / np.maximum(share, 1e-6), rough)
+    return cv2.resize(cv2.GaussianBlur(level, (3, 3), 0), (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def _ink_threshold(ink: np.ndarray) -> float:
+    """Where ink starts: ``INK`` for a pen's strokes; for a pencil's faint ones (their cores lighter than
+    ``FAINT_CORES``), half the cores' darkness, never below ``FAINT_INK``, which paper's grain and a camera's
+    noise stay under."""
+    sample = ink[::2, ::2]
+    strokes = sample[sample > FAINT_INK]
+    cores = float(np.percentile(strokes, 90)) if len(strokes) else 1.0
+    return INK if cores >= FAINT_CORES else max(FAINT_INK, 0.5 * cores)
 
 
 def _thinning_tables() -> tuple[np.ndarray, np.ndarray]:
@@ -447,7 +502,7 @@ def normalise_sketch(img: Image.Image) -> np.ndarray:
     """
     ink = _ink_map(img)
     # Work on at most ~1000 px: shrink huge canvases keeping every stroke (area > 0 = any ink).
-    mask = ink > 0.35
+    mask = ink > _ink_threshold(ink)
     factor = max(mask.shape) / 1000.0
     if factor > 1.0:
         size = (max(1, round(mask.shape[1] / factor)), max(1, round(mask.shape[0] / factor)))

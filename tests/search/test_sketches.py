@@ -106,6 +106,36 @@ def test_thick_strokes_come_out_as_thin_as_thin_ones(reference):
     assert ink(thick).sum() < 1.5 * ink(reference).sum()
 
 
+def photographed(page: Image.Image, light: str, noise: float = 5.0) -> Image.Image:
+    """A drawing on paper as a phone sees it: the light falls off across the page (``left``: a shadow from the
+    left, down to 35 %; ``corner``: a dark patch in one corner), with the camera's grain."""
+    grey = np.asarray(page.convert("L"), np.float32)
+    h, w = grey.shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    if light == "left":
+        lit = 0.35 + 0.65 * xx / w
+    else:
+        lit = 1.0 - 0.55 * np.exp(-(((xx - 0.15 * w) / (0.25 * w)) ** 2 + ((yy - 0.85 * h) / (0.2 * h)) ** 2))
+    shot = 0.93 * grey * lit + np.random.default_rng(0).normal(0.0, noise, grey.shape)
+    return Image.fromarray(np.clip(shot, 0, 255).astype(np.uint8))
+
+
+@pytest.mark.parametrize("light", ["left", "corner"])
+def test_a_photographed_page_in_uneven_light_gives_the_drawing(reference, light):
+    # read against the page's mean brightness, the shadow would be ink and the lit strokes paper
+    assert similar(normalise_sketch(photographed(drawing(width=6), light)), reference) > 0.8
+
+
+def test_a_faint_pencil_drawing_is_found_whole(reference):
+    pencil = normalise_sketch(drawing(width=4, ink=165, paper=235))  # strokes 30 % darker than the paper
+    assert similar(pencil, reference) > 0.8
+
+
+def test_a_blank_photographed_page_is_empty_not_its_shadow():
+    with pytest.raises(SketchInputError, match="empty"):
+        normalise_sketch(photographed(Image.new("L", (600, 800), 255), "left"))
+
+
 def test_empty_or_nearly_empty_drawings_are_refused():
     with pytest.raises(SketchInputError, match="empty"):
         normalise_sketch(Image.new("RGB", (400, 300), "white"))
