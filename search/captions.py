@@ -41,6 +41,22 @@ def strip_brand(title: str, brands: Iterable[str] = ()) -> str:
     return " ".join(words[brand_length(words, brands):])
 
 
+def draft_without_brand(draft: str, brands: Iterable[str]) -> str:
+    """A drafted title (a captioner's) that opens with no brand: ``strip_brand`` with the catalog's ``brands``,
+    again while the draft still opens with one, and nothing left of a draft that is only a brand ("Acme" -> "",
+    "Acme Acme Women Bags" -> "Women Bags"). A brand word further on stays: some brands are also the words of
+    other titles ("Denim", "And")."""
+    known = {b.lower() for b in brands}
+    words = draft.split()
+    while words:
+        n = brand_length(words, known) or next(
+            (k for k in range(min(MAX_BRAND_WORDS, len(words)), 0, -1) if " ".join(words[:k]).lower() in known), 0)
+        if not n:
+            break
+        words = words[n:]
+    return " ".join(words)
+
+
 def brands_of(titles: Iterable[str], min_count: int = 2) -> set[str]:
     """The brands of a catalog: the words before the gender word of its "<Brand> <Gender> <rest>" titles, those
     seen at least ``min_count`` times (so that one odd title does not make its first word a brand)."""

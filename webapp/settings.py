@@ -156,11 +156,12 @@ TORCH_THREADS = envint("TORCH_THREADS", 0)  # 0: PyTorch's default
 # The encoder's CNN in int8 on a CPU (models.quantize): a reindex ~18 % faster for ~0.001 of P@5 (docs/benchmarks.md).
 # Set it alike for every process that embeds, and reindex with --no-reuse after a switch.
 ENCODER_INT8 = envbool("ENCODER_INT8", False)
-# Draft titles of untitled uploads: "neighbour" (the nearest item's title without its brand; measured better than the
-# LSTM's, README Results), "lstm" (the captioner, when trained) or "tags"; the first two fall back to "tags".
-CAPTION_METHOD = env("CAPTION_METHOD", "neighbour")
-if CAPTION_METHOD not in ("neighbour", "lstm", "tags"):
-    raise ValueError(f"CAPTION_METHOD must be neighbour, lstm or tags, not {CAPTION_METHOD!r}")
+# Draft titles of untitled uploads: "auto" (whichever of the next two `evaluate` measured better, as a draft is shown,
+# for the captioner in use; "neighbour" until it has), "neighbour" (the nearest item's title without its brand), "lstm"
+# (the captioner, when trained) or "tags"; the first three fall back to "tags".
+CAPTION_METHOD = env("CAPTION_METHOD", "auto")
+if CAPTION_METHOD not in ("auto", "neighbour", "lstm", "tags"):
+    raise ValueError(f"CAPTION_METHOD must be auto, neighbour, lstm or tags, not {CAPTION_METHOD!r}")
 # Text queries: weight of the title match beside the joint text space (search.lexical); 0: off.
 LEXICAL_WEIGHT = float(env("LEXICAL_WEIGHT", "1.0"))
 RERANK_WEIGHT = float(env("RERANK_WEIGHT", str(rerank.RERANK_WEIGHT)))  # re-ranking of picture queries by category; 0: off

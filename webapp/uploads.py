@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 import uuid
 from collections.abc import Sequence
@@ -11,9 +13,10 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Count, Max
 from PIL import Image
 
-from search.captions import draft_from_tags, strip_brand
+from search.captions import brands_of, draft_from_tags, draft_without_brand, strip_brand
 from search.categories import NEIGHBOURS
 from search.images import fit_to_model
 from search.pipeline import Encoded
@@ -79,20 +82,49 @@ def nearest_items(vector: np.ndarray, k: int = NEIGHBOURS) -> list[tuple[Item, f
     return [(hit.item, hit.score) for hit in result.hits]
 
 
+def catalog_brands() -> frozenset[str]:
+    """The catalog's brands (``search.captions.brands_of`` its titles), worked out again when items change."""
+    state = Item.objects.aggregate(n=Count("pk"), last=Max("pk"))
+    return _brands_of_catalog(state["n"], state["last"])
+
+
+@functools.lru_cache(maxsize=1)
+def _brands_of_catalog(_count: int, _last: int | None) -> frozenset[str]:
+    return frozenset(brands_of(Item.objects.values_list("title", flat=True).iterator()))
+
+
+def caption_method() -> str:
+    """``settings.CAPTION_METHOD``, with ``auto`` (the default) resolved: the method the latest ``evaluate`` judged
+    better as a draft is shown (``captions.winner`` in ``reports/evaluate.json``), when that report measured the
+    captioner now in use; otherwise ``neighbour``, which needs no training. Which wins depends on how many epochs
+    the captioner's budget held on the training machine's cores (docs/experiments.md)."""
+    if settings.CAPTION_METHOD != "auto":
+        return settings.CAPTION_METHOD
+    models = get_models()
+    if not models.available("captioner"):
+        return "neighbour"
+    try:
+        report = json.loads((Path(settings.ARTIFACTS_DIR) / "reports" / "evaluate.json").read_text())
+        measured, winner = report["models"]["captioner"], report["captions"]["winner"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "neighbour"
+    return "lstm" if winner == "lstm" and measured == models.captioner().version else "neighbour"
+
+
 def caption_draft(image: np.ndarray, suggestion: Suggestion,
                   nearest: Sequence[tuple[Item, float]] = ()) -> tuple[str, str]:
-    """A draft title for a photo without one: (text, method). It never names a brand. By
-    ``settings.CAPTION_METHOD``: ``neighbour`` (the default) copies the title of the nearest catalog item, its brand
-    taken off (``evaluate`` measures it above the LSTM's on the test split, see the README's Results); ``lstm`` has
-    the captioner, when trained, write one, its brand taken off. Either falls back to ``tags``: gender, colour and
-    kind from the suggested tags ("Women Blue Jackets")."""
-    if settings.CAPTION_METHOD == "neighbour" and nearest:
+    """A draft title for a photo without one: (text, method). It never names a brand. By ``caption_method()``:
+    ``neighbour`` copies the title of the nearest catalog item, its brand taken off; ``lstm`` has the captioner,
+    when trained, write one, its brand taken off. Either falls back to ``tags``: gender, colour and kind from the
+    suggested tags ("Women Blue Jackets")."""
+    method = caption_method()
+    if method == "neighbour" and nearest:
         draft = strip_brand(nearest[0][0].title)
         if draft:
             return draft, "neighbour"
     models = get_models()
-    if settings.CAPTION_METHOD == "lstm" and models.available("captioner"):
-        draft = strip_brand(models.captioner().caption(image))
+    if method == "lstm" and models.available("captioner"):
+        draft = draft_without_brand(models.captioner().caption(image), catalog_brands())
         if draft:
             return draft, "lstm"
     draft = draft_from_tags(suggestion.tags)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from search.captions import brands_of, draft_from_tags, strip_brand
+from search.captions import brands_of, draft_from_tags, draft_without_brand, strip_brand
 
 
 @pytest.mark.parametrize("title,stripped", [
@@ -33,6 +33,17 @@ def test_known_brands_strip_titles_without_a_gender_word():
     assert strip_brand("lakme Absolute Matte Lipstick 45", brands) == "Absolute Matte Lipstick 45"
     assert strip_brand("Nike Women Blue Jackets", brands) == "Women Blue Jackets"  # the gender word still decides
     assert strip_brand("Bwitch", brands) == "Bwitch"  # nothing would be left
+
+
+def test_a_drafted_title_never_opens_with_a_brand():
+    """A captioner can write a brand alone, or twice: a draft keeps no brand at its start, and the brand words
+    that are also other titles' words stay where they describe."""
+    brands = {"Acme", "Lakme", "Denim"}
+    assert draft_without_brand("Acme", brands) == ""
+    assert draft_without_brand("Acme Acme Women Red Bags", brands) == "Women Red Bags"
+    assert draft_without_brand("Lakme Acme Kajal", brands) == "Kajal"
+    assert draft_without_brand("Men Blue Denim Jeans", brands) == "Men Blue Denim Jeans"
+    assert draft_without_brand("Nike Women Blue Jackets", brands) == "Women Blue Jackets"
 
 
 def test_draft_from_tags_says_gender_colour_and_kind():

@@ -162,3 +162,41 @@ def test_an_untitled_upload_gets_a_draft_that_names_no_brand(staff_client, searc
     assert created.json()["title_is_draft"] is True and "Acme" not in created.json()["item"]["title"]
     titled = staff_client.post("/api/items", {"image": photo("Handbags"), "title": "Acme Women Red Handbags 7"})
     assert titled.json()["title_is_draft"] is False
+
+
+def test_auto_drafts_with_what_evaluate_measured_better_for_the_captioner_in_use(staff_client, searchable, settings,
+                                                                                  synthetic_catalog):
+    """``CAPTION_METHOD=auto`` (the default) drafts with the LSTM only where the last ``evaluate`` report measured
+    this very captioner and found it better as shown; a report of another captioner, an unreadable report or
+    none at all leaves the neighbour's title, which needs no training."""
+    import json
+    from pathlib import Path
+
+    import torch
+
+    from search.dataset import load_dataset
+    from search.train import train_role
+    from webapp.services import reset_caches
+
+    artifacts = Path(settings.ARTIFACTS_DIR)
+    train_role("captioner", load_dataset(synthetic_catalog, artifacts / "cache"), artifacts, profile="tiny",
+               device="cpu")
+    reset_caches()
+    version = torch.load(artifacts / "models" / "captioner.pt", map_location="cpu", weights_only=False)["version"]
+    report = artifacts / "reports" / "evaluate.json"
+    report.parent.mkdir(parents=True, exist_ok=True)
+
+    def method() -> str:
+        body = staff_client.post("/api/items/suggest", {"image": photo("Handbags")}).json()
+        assert "Acme" not in body["title_draft"]
+        return body["title_draft_method"]
+
+    assert settings.CAPTION_METHOD == "auto" and method() == "neighbour"  # no report yet
+    report.write_text(json.dumps({"models": {"captioner": version}, "captions": {"winner": "lstm"}}))
+    assert method() in ("lstm", "tags")  # the LSTM's draft (the tags where the tiny captioner writes only a brand)
+    report.write_text(json.dumps({"models": {"captioner": "captioner-another"}, "captions": {"winner": "lstm"}}))
+    assert method() == "neighbour"
+    report.write_text(json.dumps({"models": {"captioner": version}, "captions": {"winner": "neighbour"}}))
+    assert method() == "neighbour"
+    report.write_text("{not json")
+    assert method() == "neighbour"

@@ -427,6 +427,8 @@ class Command(BaseCommand):
             report["models"]["captioner"] = models.captioner().version
         # the better of the two on what an upload's draft shows (its brand taken off)
         out["winner"] = max((m for m in ("neighbour", "lstm") if m in out), key=lambda m: out[m]["bleu4_as_shown"])
-        # what uploads use (webapp.uploads.caption_draft): the method asked for where it can run, else the tags
-        out["in_use"] = settings.CAPTION_METHOD if settings.CAPTION_METHOD in out else "tags"
+        # what uploads use (webapp.uploads.caption_method): the method asked for where it can run, else the tags;
+        # ``auto`` takes this report's winner once it is written
+        asked = out["winner"] if settings.CAPTION_METHOD == "auto" else settings.CAPTION_METHOD
+        out["in_use"] = asked if asked in out else "tags"
         report["captions"] = out
