@@ -66,54 +66,89 @@ def train(data, out: Path, overrides: dict, epochs: int, doodles: float) -> None
                   pool=pool, resume=False)
 
 
-def measure(data, out: Path) -> dict:
-    import torch
+def top5(encoder, vectors: np.ndarray, sims: np.ndarray, categories: np.ndarray, drawn: bool,
+         exclude: np.ndarray | None = None) -> np.ndarray:
+    """Indices of the top 5 gallery items for each query vector, from its similarities ``sims`` to the gallery,
+    re-ranked among its nearest as served (the query's guess from ``vectors``; ``categories``: the gallery's)."""
+    guesses = top_categories(encoder.category_probs(vectors, drawn=drawn), encoder.class_names)
+    if exclude is not None:
+        sims[np.arange(len(vectors)), exclude] = -np.inf
+    nearest = np.argpartition(-sims, rerank.RERANK_CANDIDATES, axis=1)[:, : rerank.RERANK_CANDIDATES]
+    return np.stack([cand[np.argsort(-rerank.rerank_scores(sims[i, cand], categories[cand], guess))[:5]]
+                     for i, (cand, guess) in enumerate(zip(nearest, guesses, strict=True))])
 
-    from models.train_encoder import load_encoder
-    from search.trained import Image2Vec
 
-    payload = torch.load(out / "encoder.pt", map_location="cpu", weights_only=False)
-    encoder = Image2Vec(load_encoder(payload), payload)
-    rows = data.train.rows + data.val.rows + data.test.rows
-    photos = np.concatenate([data.train.images, data.val.images, data.test.images])
-    gallery = np.concatenate([encoder.embed(photos[i : i + 2048]) for i in range(0, len(photos), 2048)])
-    level = {name: np.array([getattr(r, field) for r in rows]) for name, field in LEVELS.items()}
-
-    def top5(vectors: np.ndarray, drawn: bool, exclude: np.ndarray | None = None) -> np.ndarray:
-        guesses = top_categories(encoder.category_probs(vectors, drawn=drawn), encoder.class_names)
-        sims = vectors @ gallery.T
-        if exclude is not None:
-            sims[np.arange(len(vectors)), exclude] = -np.inf
-        nearest = np.argpartition(-sims, rerank.RERANK_CANDIDATES, axis=1)[:, : rerank.RERANK_CANDIDATES]
-        return np.stack([cand[np.argsort(-rerank.rerank_scores(sims[i, cand], level["articleType"][cand], guess))[:5]]
-                         for i, (cand, guess) in enumerate(zip(nearest, guesses, strict=True))])
-
+def human_drawings() -> tuple[list[dict], np.ndarray]:
+    """The rows of HUMAN_SKETCHES_DIR/queries.csv and their drawings, normalised as a query is."""
     with (HUMAN / "queries.csv").open(newline="", encoding="utf-8-sig") as fh:
         queries = list(csv.DictReader(fh))
-    drawings = np.stack([normalise_sketch(decode_image((HUMAN / q["query_image"]).read_bytes(), keep_alpha=True))
-                         for q in queries])
-    hits = top5(encoder.embed(np.repeat(drawings[..., None], 3, axis=-1)), drawn=True)
+    return queries, np.stack([normalise_sketch(decode_image((HUMAN / q["query_image"]).read_bytes(), keep_alpha=True))
+                              for q in queries])
+
+
+def human_figures(queries: list[dict], hits: np.ndarray, level: dict) -> dict:
+    """P@5 per drawn kind at each row's category level, the macro, the macro over the kinds the pool does not
+    show, and the worst kind."""
     kinds: dict[str, list[float]] = {}
     for q, found in zip(queries, hits, strict=True):
         right = level[q["category_level"]][found] == q["expected_category"]
         kinds.setdefault(f"{q['drawn_as']} ({q['source']})", []).append(float(right.mean()))
     per_kind = {k: float(np.mean(v)) for k, v in sorted(kinds.items(), key=lambda kv: np.mean(kv[1]))}
     pooled = {kind for _path, kind in pool_files(POOL)} if POOL.is_dir() else set()
+    return {"human_macro": float(np.mean(list(per_kind.values()))),
+            "human_kinds_not_in_pool": float(np.mean([v for k, v in per_kind.items()
+                                                      if k.split(" (")[0] not in pooled])),
+            "human_worst": min(per_kind.values()), "kinds": per_kind}
 
-    first_test = len(data.train.rows) + len(data.val.rows)
+
+def catalog_levels(data) -> tuple[list, np.ndarray, dict]:
+    """Every catalog row (train, val, test), their photos, and each category level's labels."""
+    rows = data.train.rows + data.val.rows + data.test.rows
+    photos = np.concatenate([data.train.images, data.val.images, data.test.images])
+    return rows, photos, {name: np.array([getattr(r, field) for r in rows]) for name, field in LEVELS.items()}
+
+
+def synthetic_queries(data) -> tuple[np.ndarray, np.ndarray]:
+    """1,500 test items (their indices among every catalog row) and their framed sketches, as evaluate draws them."""
     chosen = np.sort(np.random.default_rng(0).permutation(len(data.test.rows))[:1500])
-    items = first_test + chosen
-    drawn = training.sketches_of(data.test.images[chosen], seed=7, framed=True)
-    sketch_hits = top5(encoder.embed(np.repeat(drawn[..., None], 3, axis=-1)), drawn=True, exclude=items)
-    photo_hits = top5(gallery[items], drawn=False, exclude=items)
+    items = len(data.train.rows) + len(data.val.rows) + chosen
+    return items, training.sketches_of(data.test.images[chosen], seed=7, framed=True)
+
+
+def load(path: Path):
+    import torch
+
+    from models.train_encoder import load_encoder
+    from search.trained import Image2Vec
+
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    return Image2Vec(load_encoder(payload), payload)
+
+
+def embed(encoder, images: np.ndarray) -> np.ndarray:
+    """Vectors of photos (N, 80, 60, 3) or sketches (N, 80, 60), in chunks."""
+    if images.ndim == 3:
+        images = np.repeat(images[..., None], 3, axis=-1)
+    return np.concatenate([encoder.embed(images[i : i + 2048]) for i in range(0, len(images), 2048)])
+
+
+def measure(data, out: Path) -> dict:
+    encoder = load(out / "encoder.pt")
+    _rows, photos, level = catalog_levels(data)
+    gallery = embed(encoder, photos)
+    queries, drawings = human_drawings()
+    vectors = embed(encoder, drawings)
+    human = human_figures(queries, top5(encoder, vectors, vectors @ gallery.T, level["articleType"], True), level)
+    items, drawn = synthetic_queries(data)
+    sketched = embed(encoder, drawn)
+    sketch_hits = top5(encoder, sketched, sketched @ gallery.T, level["articleType"], True, exclude=items)
+    photo_hits = top5(encoder, gallery[items], gallery[items] @ gallery.T, level["articleType"], False, exclude=items)
     truth = level["articleType"][items][:, None]
     figures = {
-        "human_macro": float(np.mean(list(per_kind.values()))),
-        "human_kinds_not_in_pool": float(np.mean([v for k, v in per_kind.items() if k.split(" (")[0] not in pooled])),
-        "human_worst": min(per_kind.values()),
+        **{k: v for k, v in human.items() if k != "kinds"},
         "synthetic_sketch_p_at_5": float((level["articleType"][sketch_hits] == truth).mean()),
         "photo_p_at_5": float((level["articleType"][photo_hits] == truth).mean()),
-        "kinds": per_kind,
+        "kinds": human["kinds"],
     }
     (out / "figures.json").write_text(json.dumps(figures, indent=1) + "\n")
     return figures
