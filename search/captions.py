@@ -17,17 +17,18 @@ GENDER_WORDS = frozenset({"men", "men's", "mens", "women", "women's", "womens", 
 MAX_BRAND_WORDS = 5  # "U.S. Polo Assn. Denim Co. Men ..."; a gender word further on is part of the name
 
 
-def brand_length(words: Sequence[str], brands: Iterable[str] = ()) -> int:
+def brand_length(words: Sequence[str], brands: Iterable[str] = (), whole: bool = False) -> int:
     """How many leading ``words`` are the brand: those before the first gender word among the first
     ``MAX_BRAND_WORDS`` + 1 words, when more words follow it (a brand has at least one word, so "Kids Ville Girls
-    ..." is the brand "Kids Ville"); else the longest of the known ``brands`` the title opens with; else 0."""
+    ..." is the brand "Kids Ville"); else the longest of the known ``brands`` the title opens with, leaving a word
+    after it unless ``whole`` (a draft that is only a brand); else 0."""
     for i, word in enumerate(words[1 : MAX_BRAND_WORDS + 1], start=1):
         if word.lower() in GENDER_WORDS:
             if i < len(words) - 1:
                 return i
             break  # "Davidoff Cool Water Men": the gender word ends the title, it opens no "<rest>"
     known = {b.lower() for b in brands}
-    for n in range(min(MAX_BRAND_WORDS, len(words) - 1), 0, -1):
+    for n in range(min(MAX_BRAND_WORDS, len(words) - (0 if whole else 1)), 0, -1):
         if " ".join(words[:n]).lower() in known:
             return n
     return 0
@@ -48,11 +49,7 @@ def draft_without_brand(draft: str, brands: Iterable[str]) -> str:
     other titles ("Denim", "And")."""
     known = {b.lower() for b in brands}
     words = draft.split()
-    while words:
-        n = brand_length(words, known) or next(
-            (k for k in range(min(MAX_BRAND_WORDS, len(words)), 0, -1) if " ".join(words[:k]).lower() in known), 0)
-        if not n:
-            break
+    while n := brand_length(words, known, whole=True):
         words = words[n:]
     return " ".join(words)
 

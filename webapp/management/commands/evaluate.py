@@ -19,7 +19,7 @@ import numpy as np
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from search.captions import strip_brand
+from search.captions import brands_of, draft_without_brand, strip_brand
 from search.catalog import split_of
 from search.categories import picture_categories
 from search.evaluation import (
@@ -415,14 +415,16 @@ class Command(BaseCommand):
         for i in test_ids:
             hits = [h for h, _ in store.query(np.asarray(store.vectors("image")[i]), 2) if h != i]
             neighbour.append(rows[int(item_of[hits[0]])][3] if hits else "")
-        # "as shown": an upload's draft is shown without a brand (``webapp.uploads``), against the title without it
+        # "as shown": an upload's draft is shown without a brand (``webapp.uploads``), against the title without it;
+        # an LSTM draft loses every brand of the catalog it opens with, as an upload's does
         shown = [strip_brand(t) for t in titles]
+        brands = brands_of(row[3] for row in rows.values())
         out["neighbour"] = {"bleu4": bleu4(neighbour, titles),
                             "bleu4_as_shown": bleu4([strip_brand(t) for t in neighbour], shown)}
         if models.available("captioner"):
             self.say(f"Caption drafts: LSTM (beam 3) on {len(titles)} test photos...")
             drafts = models.captioner().captions(photos)
-            out["lstm"] = {"bleu4": bleu4(drafts, titles), "bleu4_as_shown": bleu4([strip_brand(d) for d in drafts], shown),
+            out["lstm"] = {"bleu4": bleu4(drafts, titles), "bleu4_as_shown": bleu4([draft_without_brand(d, brands) for d in drafts], shown),
                            "examples": list(zip(drafts[:5], titles[:5]))}
             report["models"]["captioner"] = models.captioner().version
         # the better of the two on what an upload's draft shows (its brand taken off)
