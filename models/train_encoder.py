@@ -44,6 +44,7 @@ class EncoderProfile(Profile):
     sketch_variants: int = 1  # drawings made of each train photo (search.train draws them)
     distort_fraction: float = 0.0  # share of sketches bent out of the photo's geometry (``distort_sketches``)
     pool_fraction: float = 0.0  # share of every batch given to people's drawings, when a pool is passed
+    pool_epochs: float | None = None  # a longer run shows them as often in all as this many epochs (``pool_share``)
     widths: tuple[int, ...] = (32, 64, 128, 256)
     blocks: int = 1
     stem_stride: int = 2
@@ -60,14 +61,27 @@ PROFILES = {
     # What `make train` uses without a GPU: the encoder's share of an hour on 2 CPU cores, 25 minutes. Two cores
     # differ: AVX2 alone (fp32, ~1 s a batch) fits 5 epochs; avx512_bf16 (bf16 autocast) 13 at ~112 s an epoch,
     # and the fastest cores measured (~50 s an epoch) reach the cap of 30.
+    # The pool's share falls past 8 epochs (``pool_share``): 0.03 for the 7 epochs of AVX2 cores, 0.011 for 22.
     "cpu": EncoderProfile("cpu", epochs=30, batch_size=128, sketch_fraction=0.5, distort_fraction=0.5,
-                          pool_fraction=0.03, keep_best=True, budget_seconds=1500),
+                          pool_fraction=0.03, pool_epochs=8, keep_best=True, budget_seconds=1500),
     # The profile the quality targets are measured on (GPU: minutes; 2 CPU cores: hours).
     "full": EncoderProfile("full", epochs=100, batch_size=256, lr=4e-3, widths=(24, 40, 80, 160, 320), blocks=2,
                            stem_stride=1, keep_best=True),
     # For tests: a few seconds.
     "tiny": EncoderProfile("tiny", epochs=6, batch_size=8, widths=(8, 16, 16, 32), embed_dim=32, lr=5e-3),
 }
+
+
+def pool_share(prof: EncoderProfile) -> float:
+    """The share of every batch given to people's drawings in a run of ``prof.epochs``: ``pool_fraction``, scaled
+    down in a run longer than ``pool_epochs`` so that the drawings are shown as often in all as in that many.
+
+    The pool has drawings of four kinds only. The longer an encoder sees them among synthetic sketches, the more it
+    learns that a drawing in their style is one of those four: at 22 epochs and 3 %, the kinds the pool does not
+    show fell below the same recipe without the pool (docs/drawings.md), where at 7-10 epochs they had not."""
+    if prof.pool_epochs is None:
+        return prof.pool_fraction
+    return prof.pool_fraction * min(1.0, prof.pool_epochs / prof.epochs)
 
 
 def drawn_prior_ratio(labels: np.ndarray, pool_labels: np.ndarray | None, n_classes: int,
@@ -83,12 +97,13 @@ def drawn_prior_ratio(labels: np.ndarray, pool_labels: np.ndarray | None, n_clas
     labels = np.asarray(labels)
     catalog = np.bincount(labels[labels >= 0], minlength=n_classes).astype(np.float64)
     catalog /= max(1.0, catalog.sum())
-    if pool_labels is None or not len(pool_labels) or prof.pool_fraction <= 0:
+    share = pool_share(prof)
+    if pool_labels is None or not len(pool_labels) or share <= 0:
         return [1.0] * n_classes
     pool = np.bincount(np.asarray(pool_labels), minlength=n_classes).astype(np.float64)
     pool /= pool.sum()
-    synthetic = prof.sketch_fraction * (1.0 - prof.pool_fraction)
-    drawn = (synthetic * catalog + prof.pool_fraction * pool) / (synthetic + prof.pool_fraction)
+    synthetic = prof.sketch_fraction * (1.0 - share)
+    drawn = (synthetic * catalog + share * pool) / (synthetic + share)
     return [float(c / d) if d > 0 else 1.0 for c, d in zip(catalog, drawn, strict=True)]
 
 
@@ -176,8 +191,8 @@ def train_encoder(train_images: np.ndarray, train_labels: np.ndarray, val_images
                   show_progress: bool = True) -> dict:
     """Train, evaluate on the validation split each epoch, write the checkpoint; returns it.
 
-    ``pool``: people's drawings (uint8 (M, 80, 60)) and their articleType labels; ``pool_fraction`` of every
-    batch shows one of them in place of a photo.
+    ``pool``: people's drawings (uint8 (M, 80, 60)) and their articleType labels; ``pool_share(profile)`` of
+    every batch shows one of them in place of a photo.
 
     ``gallery`` (the other splits' images and labels) adds, after the last epoch,
     ``val_catalog_*`` figures: validation queries searched against the whole
@@ -219,7 +234,7 @@ def train_encoder(train_images: np.ndarray, train_labels: np.ndarray, val_images
                 variant = torch.randint(0, sketches.shape[0], (len(idx),), generator=gen).to(dev)
                 x[drawn] = sketch_batch(sketches[variant[drawn], idx[drawn]], gen)
         if pool_sketches is not None:
-            human = torch.rand(len(idx), generator=gen).to(dev) < prof.pool_fraction
+            human = torch.rand(len(idx), generator=gen).to(dev) < pool_share(prof)  # prof: as planned
             if human.any():
                 pick = torch.randint(0, len(pool_sketches), (int(human.sum()),), generator=gen).to(dev)
                 x[human] = sketch_batch(pool_sketches[pick], gen)

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from models.checkpoint import load_checkpoint
@@ -229,6 +230,27 @@ def test_a_budgeted_run_measures_then_keeps_its_schedule_on_resume(tmp_path):
     assert 2 <= chosen < 40 and len(payload["train"]["history"]) == chosen
     assert payload["train"]["measured_epoch_seconds"] > 0
     assert resumable_epochs(tmp_path / "e.pt", {"profile": {}}) is None  # no partial file: measure afresh
+
+
+def test_a_longer_run_shows_people_s_drawings_as_often_in_all_as_pool_epochs_would():
+    """The cpu profile's pool share: 3 % up to 8 epochs, then falling, so that the drawings are shown as often in
+    all; the drawn prior follows the share the run used."""
+    from dataclasses import replace
+
+    from models import train_encoder as te
+
+    cpu = te.PROFILES["cpu"]
+    assert te.pool_share(replace(cpu, epochs=7)) == te.pool_share(replace(cpu, epochs=8)) == 0.03
+    for epochs in (10, 22, 30):
+        share = te.pool_share(replace(cpu, epochs=epochs))
+        assert share < 0.03
+        assert share * epochs == pytest.approx(0.03 * 8)
+    assert te.pool_share(replace(cpu, epochs=22, pool_epochs=None)) == 0.03  # no pool_epochs: the share as given
+    labels = np.array([0] * 60 + [1] * 30 + [2] * 10)
+    pool = np.ones(40, np.int64)
+    long_run = replace(cpu, epochs=22)
+    as_given = replace(cpu, epochs=22, pool_epochs=None, pool_fraction=te.pool_share(long_run))
+    assert te.drawn_prior_ratio(labels, pool, 3, long_run) == te.drawn_prior_ratio(labels, pool, 3, as_given)
 
 
 def test_the_drawn_prior_ratio_undoes_the_pool_s_kinds_and_a_sketch_query_s_guess_takes_it():
