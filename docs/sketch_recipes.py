@@ -5,9 +5,11 @@
 
 Trains Image2Vec with the cpu profile's recipe, the given profile fields changed, for a few epochs (8 take about
 eight minutes on 2 cores) into ``artifacts/recipes/NAME/encoder.pt``; ``--doodles`` is the share of its training
-sketches drawn as doodles (``search.sketches.DOODLE_P``). It then measures the encoder without a database or an
-index: an exact search of every catalog photo (mirror-averaged, as the index holds them) with the served
-re-ranking (``search.rerank``; a sketch's guess corrected as ``search.trained`` does), for
+sketches drawn as doodles (``search.sketches.DOODLE_P``); the pool's share is ``models.train_encoder.pool_share``'s
+(``pool_fraction`` up to the profile's ``pool_epochs``, 8, and less in a longer run). It then measures the
+encoder without a database or an index: an exact search of every catalog photo (mirror-averaged, as the index
+holds them) with the served re-ranking (``search.rerank``; a sketch's guess corrected as ``search.trained``
+does), for
 
 - the drawings by people (``HUMAN_SKETCHES_DIR``): P@5 per kind at its category level, the macro average and the
   macro over the kinds the training pool does not show;
