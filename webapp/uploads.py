@@ -83,7 +83,8 @@ def nearest_items(vector: np.ndarray, k: int = NEIGHBOURS) -> list[tuple[Item, f
 
 
 def catalog_brands() -> frozenset[str]:
-    """The catalog's brands (``search.captions.brands_of`` its titles), worked out again when items change."""
+    """The catalog's brands (``search.captions.brands_of`` its titles), worked out again when items are added or
+    removed (an edited title alone keeps the brands worked out before it)."""
     state = Item.objects.aggregate(n=Count("pk"), last=Max("pk"))
     return _brands_of_catalog(state["n"], state["last"])
 
