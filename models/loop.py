@@ -101,19 +101,21 @@ def seconds_of(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - start
 
 
-def resumable_epochs(out_path: Path, signature: dict) -> int | None:
-    """The epochs of an interrupted budgeted run whose signature was this one but for its epochs, else None: a
-    resumed run keeps the schedule it started with. (``signature["profile"]`` is the profile as a dict.)"""
+def resumed_plan(out_path: Path, signature: dict) -> tuple[int, float | None] | None:
+    """(epochs, budget) of an interrupted budgeted run whose signature was this one but for those two, else None:
+    a resumed run keeps the schedule it started with, even where its budget is now another share of the hour
+    (``search.train.share_of_hour``). (``signature["profile"]`` is the profile as a dict.)"""
     partial = EpochCheckpointer(out_path).partial_path
     if not partial.is_file():
         return None
     saved = torch.load(partial, map_location="cpu", weights_only=False).get("signature") or {}
-    epochs = (saved.get("profile") or {}).get("epochs")
-    if epochs is None:
+    profile = saved.get("profile") or {}
+    if profile.get("epochs") is None:
         return None
     mine = copy.deepcopy(signature)
-    mine["profile"]["epochs"] = epochs
-    return int(epochs) if mine == saved else None
+    mine["profile"]["epochs"] = profile["epochs"]
+    mine["profile"]["budget_seconds"] = profile.get("budget_seconds")
+    return (int(profile["epochs"]), profile.get("budget_seconds")) if mine == saved else None
 
 
 def plan_epochs(name: str, prof: Profile, out_path: Path, signature_of: Callable[[Profile], dict],
@@ -126,9 +128,9 @@ def plan_epochs(name: str, prof: Profile, out_path: Path, signature_of: Callable
     (one cycle), so this runs before the optimizer's schedule is built."""
     if not prof.budget_seconds:
         return prof, None
-    epochs = resumable_epochs(out_path, signature_of(prof)) if resume else None
-    if epochs is not None:
-        return replace(prof, epochs=epochs), None
+    resumed = resumed_plan(out_path, signature_of(prof)) if resume else None
+    if resumed is not None:
+        return replace(prof, epochs=resumed[0], budget_seconds=resumed[1]), None
     epoch_seconds = measure()
     epochs = budget_epochs(prof, epoch_seconds)
     if show_progress:

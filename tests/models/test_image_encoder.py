@@ -217,7 +217,7 @@ def test_a_budgeted_profile_runs_the_epochs_that_fit():
 def test_a_budgeted_run_measures_then_keeps_its_schedule_on_resume(tmp_path):
     from dataclasses import replace
 
-    from models.loop import resumable_epochs
+    from models.loop import resumed_plan
     from models.train_encoder import PROFILES, train_encoder
 
     rng = np.random.default_rng(0)
@@ -229,7 +229,7 @@ def test_a_budgeted_run_measures_then_keeps_its_schedule_on_resume(tmp_path):
     chosen = payload["train"]["profile"]["epochs"]
     assert 2 <= chosen < 40 and len(payload["train"]["history"]) == chosen
     assert payload["train"]["measured_epoch_seconds"] > 0
-    assert resumable_epochs(tmp_path / "e.pt", {"profile": {}}) is None  # no partial file: measure afresh
+    assert resumed_plan(tmp_path / "e.pt", {"profile": {}}) is None  # no partial file: measure afresh
 
 
 def test_a_longer_run_shows_people_s_drawings_as_often_in_all_as_pool_epochs_would():

@@ -133,6 +133,9 @@ def test_a_budget_plans_the_epochs_once_and_a_resumed_run_keeps_them(tmp_path):
     EpochCheckpointer(tmp_path / "m.pt").save(signature_of(planned), epoch=1)
     resumed, seconds = plan_epochs("p", prof, tmp_path / "m.pt", signature_of, never)
     assert (resumed.epochs, seconds) == (3, None)
+    # resumed later in `make train`'s hour, when its share of it is another (search.train.share_of_hour)
+    again, _ = plan_epochs("p", replace(prof, budget_seconds=25), tmp_path / "m.pt", signature_of, never)
+    assert (again.epochs, again.budget_seconds) == (3, 60)
     other = {"profile": asdict(planned), "data": 2}  # another run's partial file: measured afresh
     assert plan_epochs("p", prof, tmp_path / "m.pt", lambda p: other, lambda: 30.0,
                        show_progress=False)[0].epochs == 2
