@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from models.checkpoint import save_checkpoint
 from models.classifier import MAIN_HEAD, ClassifierConfig, FusedClassifier, predict
 from models.image_encoder import adopt_backbone, frozen_shape
-from models.loop import Profile, adamw_one_cycle, finish, fit
+from models.loop import Profile, adamw_one_cycle, finish, fit, measure_epoch_seconds, plan_epochs, seconds_of
 from models.training import (
     augment_images,
     autocast_for,
@@ -63,8 +63,11 @@ PROFILES = {
     "tiny": ClassifierProfile("tiny", epochs=2, batch_size=16, widths=(8, 8, 16, 16), lr=5e-3, min_word_count=1),
     # What `make train` uses without a GPU: heads on the frozen Image2Vec (search.train passes it), all the photos.
     # 24 epochs, not 12: validation accuracy fused 0.967 -> 0.973, image-only 0.875 -> 0.880, for about a minute
-    # more on 2 cores (docs/training.md); the fused model was still rising at 12.
-    "cpu": ClassifierProfile("cpu", epochs=24, batch_size=256, lr=3e-3, keep_best=True),
+    # more on 2 cores (docs/training.md); the fused model was still rising at 12. Budgeted, as every cpu-profile
+    # model is: on AVX-512 cores the 24 epochs take 123 s (fused) and 33 s; on the slowest AVX2 cores met, 350 s
+    # and 117 s, which took `make train` past its hour (docs/training.md). Never under 12 (fused: 0.965 at 8).
+    "cpu": ClassifierProfile("cpu", epochs=24, batch_size=256, lr=3e-3, keep_best=True, budget_seconds=150,
+                             min_epochs=12),
 }
 
 
@@ -127,8 +130,6 @@ def train_classifier(train_images: np.ndarray, train_titles: list[str], train_ta
     tokens = model.encode_titles([train_titles[i] for i in subset], n_train).to(dev) if use_text else None
 
     steps_per_epoch = max(1, n_train // prof.batch_size)
-    optimizer, scheduler = adamw_one_cycle(model, prof, steps_per_epoch)
-    signature = {"profile": asdict(prof), "config": config.to_dict(), "n_train": n_train}
     autocast = autocast_for(dev)
     weights = {h: (1.0 if h == MAIN_HEAD else prof.extra_weight) for h in heads}
 
@@ -153,15 +154,26 @@ def train_classifier(train_images: np.ndarray, train_titles: list[str], train_ta
                                                                          label_smoothing=prof.label_smoothing))
                        for h in heads)
 
-    fitted = fit(f"classifier ({'fused' if use_text else 'image-only'})", model, optimizer, scheduler,
-                 out_path=out_path, signature=signature, epochs=prof.epochs, n_items=n_train,
-                 batch_size=prof.batch_size, seed=prof.seed, step=step, device=dev,
-                 evaluate=lambda: evaluate_classifier(model, val_images, val_titles, val_targets,
-                                                      descriptors=val_descriptors),
-                 best_key="val_accuracy" if prof.keep_best else None, resume=resume, show_progress=show_progress)
+    def evaluate() -> dict[str, float]:
+        return evaluate_classifier(model, val_images, val_titles, val_targets, descriptors=val_descriptors)
+
+    def signature_of(p: ClassifierProfile) -> dict:
+        return {"profile": asdict(p), "config": config.to_dict(), "n_train": n_train}
+
+    name = f"classifier ({'fused' if use_text else 'image-only'})"
+    prof, epoch_seconds = plan_epochs(
+        name, prof, out_path, signature_of, resume=resume, show_progress=show_progress,
+        measure=lambda: measure_epoch_seconds(step, n_train, prof.batch_size, dev, {"model": model},
+                                              lambda: seconds_of(evaluate)))
+    optimizer, scheduler = adamw_one_cycle(model, prof, steps_per_epoch)
+    fitted = fit(name, model, optimizer, scheduler, out_path=out_path, signature=signature_of(prof),
+                 epochs=prof.epochs, n_items=n_train, batch_size=prof.batch_size, seed=prof.seed, step=step,
+                 device=dev, evaluate=evaluate, best_key="val_accuracy" if prof.keep_best else None, resume=resume,
+                 show_progress=show_progress)
     payload = save_checkpoint(
         out_path, kind="classifier", config=config.to_dict(), model=model.cpu(), metrics=fitted.metrics,
-        train=fitted.train_info(profile=asdict(prof), device=str(dev), n_train=n_train),
+        train=fitted.train_info(profile=asdict(prof), device=str(dev), n_train=n_train,
+                                measured_epoch_seconds=epoch_seconds),
     )
     finish(out_path)
     return payload

@@ -30,6 +30,18 @@ from search.trained import MODEL_FILES
 
 ROLES = ["encoder", "sketch2image", "text", "classifier", "classifier_image", "captioner"]
 PROFILE_NAMES = ["auto", "cpu", "full", "quick", "tiny"]
+TRAINING_MODULES = {"encoder": "models.train_encoder", "sketch2image": "models.train_sketch2image",
+                    "text": "models.train_text", "classifier": "models.train_classifier",
+                    "classifier_image": "models.train_classifier", "captioner": "models.train_captioner"}
+READS_FROZEN_ENCODER = ("text", "classifier", "classifier_image", "captioner")
+
+# `make train` keeps to an hour on 2 CPU cores. Each budgeted model (the cpu profile) has a nominal budget, which
+# the fastest cores never reach; on slow cores what a model overruns (drawing its sketches, describing the
+# catalog) is taken from the models after it (``share_of_hour``). What follows the training is kept free: the
+# catalog's import, the reindex and the report's evaluation took 355 s on the slowest cores met (AVX2; a 208 s
+# reindex); 8 minutes leave room for the models' minimum epochs too (docs/training.md).
+HOUR_SECONDS = 3600.0
+AFTER_TRAINING_SECONDS = 480.0
 
 
 def profile_name(name: str, device: str | None = None) -> str:
@@ -153,6 +165,35 @@ def frozen_encoder(role: str, data: Dataset, artifacts_dir: Path):
             catalog_descriptors(encoder, data.val.images, cache, views=1))
 
 
+def nominal_budget(role: str, profile: str) -> float | None:
+    """The ``budget_seconds`` of ``role``'s training profile (None: it trains its epochs, however long)."""
+    import importlib
+
+    prof = importlib.import_module(TRAINING_MODULES[role]).PROFILES.get(profile)
+    return getattr(prof, "budget_seconds", None)
+
+
+def share_of_hour(nominal: float, later: list[float], elapsed: float, hour: float = HOUR_SECONDS,
+                  after: float = AFTER_TRAINING_SECONDS) -> float:
+    """The seconds a budgeted model may train, ``elapsed`` seconds into a run that must end within ``hour``
+    with ``after`` seconds left for what follows the training: its ``nominal`` budget, or, where the time left is
+    shorter than the nominal budgets of this model and of those still to train (``later``), its part of that
+    time in proportion. 0 when none is left (the model then trains its ``min_epochs``)."""
+    left = hour - after - elapsed
+    return max(0.0, min(nominal, left * nominal / (nominal + sum(later))))
+
+
+def describe_catalog(role: str, data: Dataset, artifacts_dir: Path, test: bool = False) -> None:
+    """The frozen encoder's descriptors of the catalog, into the cache that the models reading them share
+    (``frozen_encoder``, for ``role``, the first of them; ``test``: of the test photos too, which the text model's
+    gallery reads)."""
+    from search.features import catalog_descriptors
+
+    encoder, _train, _val = frozen_encoder(role, data, artifacts_dir)
+    if test:
+        catalog_descriptors(encoder, data.test.images, artifacts_dir / "cache", views=1)
+
+
 def train_role(role: str, data: Dataset, artifacts_dir: Path, *, profile: str, device: str | None,
                resume: bool = True, overrides: dict | None = None, drawings: Path | None = None) -> dict:
     profile = profile_name(profile, device)
@@ -244,13 +285,25 @@ def train_all(data: Dataset, artifacts_dir: Path, roles: list[str] = ROLES, *, p
               "started": time.strftime("%Y-%m-%d %H:%M:%S"), "models": {}}
     started = time.perf_counter() - load_seconds
     report["catalog_seconds"] = round(load_seconds, 1)
-    for role in roles:
+    budgets = {role: nominal_budget(role, name) for role in roles}
+    for i, role in enumerate(roles):
+        if role in READS_FROZEN_ENCODER and "describe_seconds" not in report:
+            log("Describing the catalog with the frozen encoder (once, for the models that read it)...")
+            start = time.perf_counter()
+            describe_catalog(role, data, artifacts_dir, test="text" in roles)
+            report["describe_seconds"] = round(time.perf_counter() - start, 1)
         log(f"Training {role} ({name} profile)...")
+        role_overrides = dict(overrides or {}) if len(roles) == 1 else {}
+        if budgets[role] and "budget_seconds" not in role_overrides:
+            later = [b for r in roles[i + 1 :] if (b := budgets[r])]
+            role_overrides["budget_seconds"] = round(
+                share_of_hour(budgets[role], later, time.perf_counter() - started), 1)
         start = time.perf_counter()
         payload = train_role(role, data, artifacts_dir, profile=name, device=device, resume=resume,
-                             overrides=overrides if len(roles) == 1 else None, drawings=drawings)
+                             overrides=role_overrides or None, drawings=drawings)
         seconds = time.perf_counter() - start
         report["models"][role] = {"seconds": round(seconds, 1), "version": payload["version"],
+                                  "budget_seconds": role_overrides.get("budget_seconds"),
                                   "metrics": {k: v for k, v in payload["metrics"].items() if isinstance(v, float)}}
         figures = ", ".join(f"{k} {v:.3f}" for k, v in report["models"][role]["metrics"].items())
         log(f"{role} trained in {seconds:.0f}s: {payload['version']} ({figures})")
