@@ -46,7 +46,7 @@ SCORE = ("The ranking score (higher ranks first): it orders the hits of one answ
          "answers; it is no probability or percentage. A photo or sketch: the cosine similarity of the query's "
          "and the item's Image2Vec vectors (-1 to 1) plus RERANK_WEIGHT (default 0.5) x the query's probability "
          "of showing the item's category, so it may pass 1. Words alone: the cosine in the text model's space plus "
-         "LEXICAL_WEIGHT (default 1) x the title match (0 to 1). A picture and words: the weighted sum of each "
+         "LEXICAL_WEIGHT (default 1.25) x the title match (0 to 1). A picture and words: the weighted sum of each "
          "part's cosines standardised over the candidates (z-scores, so around 0). Similar items: the cosine.")
 
 

@@ -162,8 +162,9 @@ ENCODER_INT8 = envbool("ENCODER_INT8", False)
 CAPTION_METHOD = env("CAPTION_METHOD", "auto")
 if CAPTION_METHOD not in ("auto", "neighbour", "lstm", "tags"):
     raise ValueError(f"CAPTION_METHOD must be auto, neighbour, lstm or tags, not {CAPTION_METHOD!r}")
-# Text queries: weight of the title match beside the joint text space (search.lexical); 0: off.
-LEXICAL_WEIGHT = float(env("LEXICAL_WEIGHT", "1.0"))
+# Text queries: weight of the title match beside the joint text space (search.lexical); 0: off. 1.25 was chosen on
+# the validation titles (evaluate's text.lexical_sweep_validation; docs/experiments.md).
+LEXICAL_WEIGHT = float(env("LEXICAL_WEIGHT", "1.25"))
 RERANK_WEIGHT = float(env("RERANK_WEIGHT", str(rerank.RERANK_WEIGHT)))  # re-ranking of picture queries by category; 0: off
 SKETCH_ROAD = env("SKETCH_ROAD", "direct")  # "direct" (encoder saw sketches) or "gan" (pix2pix first); docs/experiments.md
 

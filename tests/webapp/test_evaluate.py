@@ -87,7 +87,7 @@ def test_evaluate_reports_text_queries_with_and_without_the_title_match(searchab
     # The synthetic titles differ only by a number no photo shows: the title match finds every item's own.
     assert text["r_at_10"] == 1.0 > alone["r_at_10"]
     sweep = text["lexical_sweep_validation"]
-    assert sweep["n"] > 0 and set(sweep) == {"n", "0.0", "0.25", "0.5", "1.0", "2.0"}
+    assert sweep["n"] > 0 and set(sweep) == {"n", "0.0", "0.5", "1.0", "1.25", "1.5", "2.0"}
     assert sweep["0.0"]["r_at_10"] <= sweep["0.5"]["r_at_10"]
     brand = text["brand_queries"]
     assert brand["n"] > 0 and brand["query"] == "<brand> <colour> <articleType>"

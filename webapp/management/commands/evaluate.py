@@ -307,7 +307,7 @@ class Command(BaseCommand):
                               "weights": [0.5, 0.5]}
 
     @staticmethod
-    def lexical_sweep(store, labels, titles_index, space, weights=(0.0, 0.25, 0.5, 1.0, 2.0), n=1500) -> dict:
+    def lexical_sweep(store, labels, titles_index, space, weights=(0.0, 0.5, 1.0, 1.25, 1.5, 2.0), n=1500) -> dict:
         """R@10 and P@5 of validation titles for several title-match weights (how LEXICAL_WEIGHT was chosen)."""
         _version, _store, item_of = active_store()
         rows = dict(Item.objects.values_list("pk", "sku"))
