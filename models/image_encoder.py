@@ -246,3 +246,16 @@ def adopt_backbone(model: nn.Module, encoder_payload: dict, train_images: np.nda
     if val_descriptors is None:
         val_descriptors = describe_array(model, val_images, device, views=1)
     return np.asarray(train_descriptors), np.asarray(val_descriptors)
+
+
+@torch.no_grad()
+def head_probs_of_descriptors(encoder_payload: dict, descriptors: np.ndarray) -> np.ndarray:
+    """What Image2Vec's own cosine head says of photos, (N, C) probabilities, from their frozen descriptors
+    (N, D'): the last stage's mean-pooled features (``descriptor_offsets``) through its projection and head, as
+    ``ImageEncoder.embed`` and ``logits`` compute them from the photos (float16 descriptors: equal to rounding)."""
+    model = ImageEncoder(EncoderConfig.from_dict(encoder_payload["config"]))
+    model.load_state_dict(encoder_payload["model"])
+    model.eval()
+    start, end = descriptor_offsets(model.config.widths)
+    pooled = torch.from_numpy(np.asarray(descriptors[:, start:end], np.float32))
+    return model.logits(F.normalize(model.project(pooled), dim=1)).softmax(dim=1).numpy()

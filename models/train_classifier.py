@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from models.checkpoint import save_checkpoint
 from models.classifier import MAIN_HEAD, ClassifierConfig, FusedClassifier, predict
-from models.image_encoder import adopt_backbone, frozen_shape
+from models.image_encoder import adopt_backbone, frozen_shape, head_probs_of_descriptors
 from models.loop import Profile, adamw_one_cycle, finish, fit, measure_epoch_seconds, plan_epochs, seconds_of
 from models.training import (
     augment_images,
@@ -36,6 +36,8 @@ from models.training import (
 from models.vocab import PAD, UNK, Vocab
 
 EXTRA_HEADS = ("sub_category", "gender", "colour")  # CatalogRow attribute names
+# The weights of Image2Vec's own head tried beside the image-only twin (``encoder_head_weight``).
+HEAD_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
 
 
 @dataclass
@@ -170,13 +172,32 @@ def train_classifier(train_images: np.ndarray, train_titles: list[str], train_ta
                  epochs=prof.epochs, n_items=n_train, batch_size=prof.batch_size, seed=prof.seed, step=step,
                  device=dev, evaluate=evaluate, best_key="val_accuracy" if prof.keep_best else None, resume=resume,
                  show_progress=show_progress)
+    blend = {}
+    if encoder is not None and not use_text:  # the twin: how much of the encoder's own head to average in
+        blend = encoder_head_weight(model, encoder, val_descriptors, np.asarray(val_targets[MAIN_HEAD]))
     payload = save_checkpoint(
         out_path, kind="classifier", config=config.to_dict(), model=model.cpu(), metrics=fitted.metrics,
         train=fitted.train_info(profile=asdict(prof), device=str(dev), n_train=n_train,
-                                measured_epoch_seconds=epoch_seconds),
+                                measured_epoch_seconds=epoch_seconds, **blend),
     )
     finish(out_path)
     return payload
+
+
+def encoder_head_weight(twin: FusedClassifier, encoder: dict, val_descriptors: np.ndarray,
+                        labels: np.ndarray) -> dict:
+    """The weight of Image2Vec's own head in a photo's category guess (``search.categories.picture_categories``:
+    ``w`` x the head + (1 - ``w``) x this image-only twin), chosen among ``HEAD_WEIGHTS`` by validation accuracy
+    (the smallest of equals). The two read the same frozen CNN, and which one to trust depends on how long the
+    encoder trained: on 2 AVX2 cores (8 encoder epochs, head 0.822) the even average of earlier code fell from the
+    twin's 0.870 to 0.849 on validation (docs/experiments.md). Empty when the two know different classes."""
+    if list(twin.config.label_names[MAIN_HEAD]) != list(encoder["config"].get("class_names") or []):
+        return {}
+    twin_probs = predict(twin, None, None, descriptors=val_descriptors)[MAIN_HEAD]
+    head = head_probs_of_descriptors(encoder, val_descriptors)
+    sweep = {str(w): _accuracy(w * head + (1.0 - w) * twin_probs, labels) for w in HEAD_WEIGHTS}
+    best = max(HEAD_WEIGHTS, key=lambda w: (sweep[str(w)], -w))
+    return {"encoder_head_weight": best, "encoder_head_sweep": sweep}
 
 
 def _accuracy(probs: np.ndarray, labels: np.ndarray) -> float:

@@ -3,7 +3,9 @@
 Two sources, both measured on the validation split (``manage.py evaluate``; docs/experiments.md):
 
 * the models' guess (``picture_categories``): the encoder's own cosine head, averaged for photos with the
-  image-only classifier's mirror-averaged prediction when that model knows the same classes;
+  image-only classifier's mirror-averaged prediction when that model knows the same classes, with the weight
+  the classifier's training chose on the validation split (``models.train_classifier.encoder_head_weight``;
+  an even average for a checkpoint from before that choice);
 * the vote of the nearest catalog items (``neighbour_vote``): each of the ``NEIGHBOURS`` nearest (plain cosine,
   no re-ranking) votes with weight exp((cosine - best cosine) / ``NEIGHBOUR_TEMPERATURE``), so near-copies
   outvote the merely similar; the vote (summing to 1) joins the guess with ``NEIGHBOUR_WEIGHT``
@@ -27,6 +29,7 @@ TOP_CATEGORIES = 10  # a query carries its 10 likeliest categories; the rest cou
 NEIGHBOURS = 10
 NEIGHBOUR_TEMPERATURE = 0.02
 NEIGHBOUR_WEIGHT = 2.0
+EVEN = 0.5  # the encoder head's weight in a photo's guess when the twin's checkpoint names none
 
 
 def top_categories(probs: np.ndarray, class_names: Sequence[str], n: int = TOP_CATEGORIES) -> list[dict[str, float]]:
@@ -42,7 +45,7 @@ def picture_categories(models: TrainedModels, vectors: np.ndarray, images: np.nd
     """The likeliest articleTypes of picture queries from their Image2Vec vectors (N, D).
 
     Photos (``images``, uint8 (N, 80, 60, 3)) also take the image-only classifier's prediction, averaged in
-    when that model is trained on the same classes (``classifier_probs``: that prediction, (N, C), when the
+    with its checkpoint's ``encoder_head_weight`` when that model is trained on the same classes (``classifier_probs``: that prediction, (N, C), when the
     caller has already made it; ``descriptors``: the encoder's frozen descriptors of the photos, (2, N, D'),
     which that classifier reads instead of running the CNN again). A sketch passes none: the classifier
     never saw sketches; it passes ``drawn``, for the encoder's guess corrected for the kinds it saw drawn."""
@@ -60,7 +63,8 @@ def picture_categories(models: TrainedModels, vectors: np.ndarray, images: np.nd
                     classifier_probs = twin.predict(None, descriptors=descriptors)[MAIN_HEAD]
                 else:
                     classifier_probs = twin.predict(images, flip_average=True)[MAIN_HEAD]
-            probs = (probs + classifier_probs) / 2
+            weight = twin.payload.get("train", {}).get("encoder_head_weight", EVEN)
+            probs = weight * probs + (1.0 - weight) * classifier_probs
     return top_categories(probs, names)
 
 

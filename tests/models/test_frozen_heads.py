@@ -12,7 +12,7 @@ import models.train_classifier as tc
 from models.captioner import generate_captions, load_captioner
 from models.checkpoint import load_checkpoint
 from models.classifier import MAIN_HEAD, class_activation_map, load_classifier, predict
-from models.image_encoder import describe_array
+from models.image_encoder import describe_array, head_probs_of_descriptors
 from models.train_encoder import load_encoder, train_encoder
 from tests.models.test_classifier import make_items
 
@@ -53,6 +53,26 @@ def test_the_classifier_reads_the_frozen_encoder_and_rebuilds_from_its_file(setu
     assert payload["metrics"]["val_accuracy"] > 0.9  # colour boxes: three easy kinds
     cam = class_activation_map(model, vi[:2], MAIN_HEAD, 0)
     assert cam.shape == (2, 80, 60) and 0 <= cam.min() and cam.max() <= 1 + 1e-6
+
+
+def test_the_twin_chooses_the_encoder_heads_weight_on_validation(setup):
+    root, encoder, (ti, tt, tg, vi, vt, vg, names) = setup
+    payload = tc.train_classifier(ti, tt, tg, vi, vt, vg, names, root / "twin.pt", use_text=False, profile="tiny",
+                                  device="cpu", show_progress=False, encoder=encoder)
+    sweep, weight = payload["train"]["encoder_head_sweep"], payload["train"]["encoder_head_weight"]
+    assert set(sweep) == {str(w) for w in tc.HEAD_WEIGHTS} and weight in tc.HEAD_WEIGHTS
+    assert sweep[str(weight)] == max(sweep.values())
+    assert weight == min(w for w in tc.HEAD_WEIGHTS if sweep[str(w)] == sweep[str(weight)])  # the smallest of equals
+    # the head read from the descriptors is the encoder's own head read from the photos
+    net = load_encoder(encoder)
+    with torch.no_grad():
+        x = torch.from_numpy(vi).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+        direct = net.logits(net.embed(x)).softmax(dim=1).numpy()
+    np.testing.assert_allclose(head_probs_of_descriptors(encoder, describe_array(net, vi)[0]), direct, atol=2e-2)
+    # a twin whose classes are not the encoder's carries no weight, and the search averages evenly
+    other = {**encoder, "config": {**encoder["config"], "class_names": ["something", "else", "entirely"]}}
+    assert tc.encoder_head_weight(load_classifier(payload), other, describe_array(net, vi)[0],
+                                  np.asarray(vg[MAIN_HEAD])) == {}
 
 
 def test_the_captioner_decodes_from_the_frozen_encoder(setup):

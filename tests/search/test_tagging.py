@@ -51,6 +51,26 @@ def test_without_a_title_the_twin_runs_once(models, monkeypatch):
     assert calls == [True] and suggestion.tags["category"] == sorted(guess.items(), key=lambda kv: -kv[1])[:3]
 
 
+def test_a_photos_guess_weighs_the_encoders_head_as_the_twin_chose(models, monkeypatch):
+    """``encoder_head_weight`` from the twin's training: 0 is the twin alone, 1 the encoder's head alone."""
+    from search.categories import top_categories
+
+    image = photo()
+    vectors = models.encoder().embed(image[None])
+    names = models.encoder().class_names
+    twin = models.classifier(image_only=True)
+    alone = {"twin": twin.predict(image[None], flip_average=True)["category"],
+             "head": models.encoder().category_probs(vectors)}
+    train = dict(twin.payload.get("train", {}))
+    monkeypatch.setitem(twin.payload, "train", train)
+    for weight, source in ((0.0, "twin"), (1.0, "head")):
+        train["encoder_head_weight"] = weight
+        guess = picture_categories(models, vectors, image[None])[0]
+        expected = top_categories(alone[source], names)[0]
+        assert list(guess) == list(expected)
+        np.testing.assert_allclose(list(guess.values()), list(expected.values()), atol=1e-5)
+
+
 def test_with_a_title_the_fused_classifier_answers(models):
     suggestion = suggest_tags(models, photo(), "Red leather handbag")
     assert suggestion.model == "fused"

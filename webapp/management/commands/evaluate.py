@@ -345,7 +345,8 @@ class Command(BaseCommand):
 
     def classifier_figures(self, report, photos, test_rows, guesses) -> None:
         """Accuracy of the fused classifier and its image-only twin (same budget), and of the category guess
-        the search makes for a photo (``picture_categories``: the twin averaged with Image2Vec's own head)."""
+        the search makes for a photo (``picture_categories``: the twin averaged with Image2Vec's own head, with
+        the weight the twin's training chose on validation)."""
         models = get_models()
         out = {}
         for role, name in (("classifier_image", "image_only"), ("classifier", "fused")):
