@@ -68,7 +68,21 @@ def save_checkpoint(path: str | os.PathLike, *, kind: str, config: dict[str, Any
     }
     if extra:
         payload.update(extra)
-    path = Path(path)
+    _write(Path(path), payload)
+    return payload
+
+
+def add_train_info(path: str | os.PathLike, **info: Any) -> dict[str, Any]:
+    """Add ``info`` to a saved checkpoint's ``train`` part (a setting chosen on its validation split after its
+    training), atomically; its weights and version stay as they are. Returns the checkpoint."""
+    payload = load_checkpoint(path)
+    payload["train"] = {**payload.get("train", {}), **info}
+    _write(Path(path), payload)
+    return payload
+
+
+def _write(path: Path, payload: dict[str, Any]) -> None:
+    """torch.save to a temporary file beside ``path``, then rename: a reader never sees half a checkpoint."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -78,7 +92,6 @@ def save_checkpoint(path: str | os.PathLike, *, kind: str, config: dict[str, Any
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return payload
 
 
 def load_checkpoint(path: str | os.PathLike, kind: str | None = None, map_location: str = "cpu") -> dict[str, Any]:

@@ -248,14 +248,29 @@ def adopt_backbone(model: nn.Module, encoder_payload: dict, train_images: np.nda
     return np.asarray(train_descriptors), np.asarray(val_descriptors)
 
 
+def _head_reader(encoder_payload: dict) -> ImageEncoder:
+    """An Image2Vec checkpoint's network for reading descriptors (its projection and head; the CNN is not run)."""
+    model = ImageEncoder(EncoderConfig.from_dict(encoder_payload["config"]))
+    model.load_state_dict(encoder_payload["model"])
+    return model.eval()
+
+
+@torch.no_grad()
+def vectors_of_descriptors(encoder_payload: dict, descriptors: np.ndarray) -> np.ndarray:
+    """Image2Vec's vectors (N, D) of photos from their frozen descriptors, (views, N, D'): each view's last stage,
+    mean-pooled (``descriptor_offsets``), through its projection, and the views averaged as ``embed`` averages a
+    photo and its mirror image (float16 descriptors: equal to rounding)."""
+    model = _head_reader(encoder_payload)
+    start, end = descriptor_offsets(model.config.widths)
+    views = [F.normalize(model.project(torch.from_numpy(np.asarray(d[:, start:end], np.float32))), dim=1)
+             for d in descriptors]
+    return F.normalize(torch.stack(views).sum(0), dim=1).numpy()
+
+
 @torch.no_grad()
 def head_probs_of_descriptors(encoder_payload: dict, descriptors: np.ndarray) -> np.ndarray:
     """What Image2Vec's own cosine head says of photos, (N, C) probabilities, from their frozen descriptors
-    (N, D'): the last stage's mean-pooled features (``descriptor_offsets``) through its projection and head, as
-    ``ImageEncoder.embed`` and ``logits`` compute them from the photos (float16 descriptors: equal to rounding)."""
-    model = ImageEncoder(EncoderConfig.from_dict(encoder_payload["config"]))
-    model.load_state_dict(encoder_payload["model"])
-    model.eval()
-    start, end = descriptor_offsets(model.config.widths)
-    pooled = torch.from_numpy(np.asarray(descriptors[:, start:end], np.float32))
-    return model.logits(F.normalize(model.project(pooled), dim=1)).softmax(dim=1).numpy()
+    (N, D'), as ``ImageEncoder.logits`` reads their vectors (``vectors_of_descriptors``)."""
+    model = _head_reader(encoder_payload)
+    vectors = torch.from_numpy(vectors_of_descriptors(encoder_payload, np.asarray(descriptors)[None]))
+    return model.logits(vectors).softmax(dim=1).numpy()

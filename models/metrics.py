@@ -32,6 +32,18 @@ def _nearest(query_vecs: np.ndarray, gallery_vecs: np.ndarray, k: int, exclude: 
         yield start, sims, sims.topk(min(k, sims.shape[1]), dim=1).indices
 
 
+def nearest(query_vecs: np.ndarray, gallery_vecs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact search: each query's ``k`` nearest gallery items (cosine of unit vectors), nearest first, as
+    (indices (N, k), cosines (N, k))."""
+    indices, cosines = [], []
+    for _start, sims, top in _nearest(query_vecs, gallery_vecs, k, None):
+        indices.append(top.numpy())
+        cosines.append(sims.gather(1, top).numpy())
+    if not indices:
+        return np.zeros((0, k), np.int64), np.zeros((0, k), np.float32)
+    return np.concatenate(indices), np.concatenate(cosines)
+
+
 def precision_at_k(query_vecs: np.ndarray, query_labels: np.ndarray, gallery_vecs: np.ndarray,
                    gallery_labels: np.ndarray, k: int = 5, exclude_self: bool = False,
                    exclude: np.ndarray | None = None) -> float:

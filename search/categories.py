@@ -8,8 +8,9 @@ Two sources, both measured on the validation split (``manage.py evaluate``; docs
   an even average for a checkpoint from before that choice);
 * the vote of the nearest catalog items (``neighbour_vote``): each of the ``NEIGHBOURS`` nearest (plain cosine,
   no re-ranking) votes with weight exp((cosine - best cosine) / ``NEIGHBOUR_TEMPERATURE``), so near-copies
-  outvote the merely similar; the vote (summing to 1) joins the guess with ``NEIGHBOUR_WEIGHT``
-  (``blend_guess``). It lifts photo queries and untitled uploads, not sketches.
+  outvote the merely similar; the vote (summing to 1) joins the guess with the weight the twin's training chose
+  on the validation split (``vote_weight``, ``choose_vote_weight``; ``NEIGHBOUR_WEIGHT`` for a checkpoint from
+  before that choice) (``blend_guess``). It can lift photo queries and untitled uploads, never sketches.
 
 ``search.rerank`` re-ranks a query's hits with the result; ``search.tagging`` suggests an upload's category.
 """
@@ -28,7 +29,8 @@ if TYPE_CHECKING:
 TOP_CATEGORIES = 10  # a query carries its 10 likeliest categories; the rest count as probability 0
 NEIGHBOURS = 10
 NEIGHBOUR_TEMPERATURE = 0.02
-NEIGHBOUR_WEIGHT = 2.0
+NEIGHBOUR_WEIGHT = 2.0  # the vote's weight for a twin that did not choose one (``vote_weight``)
+VOTE_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0)  # the weights the twin's training tries (``choose_vote_weight``)
 EVEN = 0.5  # the encoder head's weight in a photo's guess when the twin's checkpoint names none
 
 
@@ -68,6 +70,30 @@ def picture_categories(models: TrainedModels, vectors: np.ndarray, images: np.nd
     return top_categories(probs, names)
 
 
+def vote_weight(models: TrainedModels) -> float:
+    """The weight of the nearest items' vote in a photo's guess: what the image-only twin's training chose on the
+    validation split (``choose_vote_weight``), else ``NEIGHBOUR_WEIGHT``."""
+    if not models.available("classifier_image"):
+        return NEIGHBOUR_WEIGHT
+    return float(models.classifier(image_only=True).payload.get("train", {}).get("neighbour_weight", NEIGHBOUR_WEIGHT))
+
+
+def choose_vote_weight(guesses: Sequence[dict[str, float]], labels: Sequence[str],
+                       neighbours: Sequence[Sequence[tuple[str, float]]]) -> dict:
+    """The vote's weight among ``VOTE_WEIGHTS`` that gives validation photos the most right categories (the smallest
+    of equals): ``guesses``, their models' guesses; ``neighbours``, (category, cosine) of their nearest catalog
+    items, nearest first. The better the guess, the less the vote adds, and past some point it only costs
+    (docs/experiments.md)."""
+    votes = [neighbour_vote(n[:NEIGHBOURS]) for n in neighbours]
+    sweep = {}
+    for weight in VOTE_WEIGHTS:
+        right = [bool(g) and max((b := blend_guess(g, v, weight)), key=b.get) == label
+                 for g, v, label in zip(guesses, votes, labels, strict=True)]
+        sweep[str(weight)] = float(np.mean(right)) if right else 0.0
+    best = max(VOTE_WEIGHTS, key=lambda w: (sweep[str(w)], -w))
+    return {"neighbour_weight": best, "neighbour_sweep": sweep}
+
+
 def reads_encoder(models: TrainedModels) -> bool:
     """Whether the image-only classifier reads the served encoder's frozen CNN (so the encoder's one pass
     over a photo gives it its input)."""
@@ -100,10 +126,10 @@ def blend_guess(guess: dict[str, float], vote: dict[str, float], weight: float =
 
 
 def with_vote(probs: dict[str, float] | None, scores: Sequence[float], categories: Sequence[str | None],
-              ) -> dict[str, float] | None:
+              weight: float = NEIGHBOUR_WEIGHT) -> dict[str, float] | None:
     """A photo query's category distribution blended with the vote of its nearest candidates (``scores``:
     cosines, ``categories``: their categories, in any order; the ``NEIGHBOURS`` nearest vote)."""
     if not probs:
         return probs
     order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")[:NEIGHBOURS]
-    return blend_guess(probs, neighbour_vote([(categories[i] or "", float(scores[i])) for i in order]))
+    return blend_guess(probs, neighbour_vote([(categories[i] or "", float(scores[i])) for i in order]), weight)

@@ -18,12 +18,12 @@ from search.index import VectorStore, recall_at_k
 def precision_at_ks(store: VectorStore, query_vectors: np.ndarray, query_labels: Sequence[str],
                     gallery_labels: Sequence[str], *, ks: Sequence[int] = (5, 10), exclude: Sequence[int] | None = None,
                     space: str = "image", categories: Sequence[dict[str, float]] | None = None,
-                    weight: float = rerank.RERANK_WEIGHT, vote: bool = False) -> dict[str, float]:
+                    weight: float = rerank.RERANK_WEIGHT, vote: float = 0.0) -> dict[str, float]:
     """Mean P@k: the share of the top k hits (by the index) whose label equals the query's.
 
     ``exclude[i]`` is the annoy id of query i's own item, left out of its hits. With ``categories``
     (each query's likeliest categories), hits are re-ranked as the search does (``search.rerank``; ``vote``:
-    as for a photo, the nearest hits' vote joins the categories first).
+    as for a photo, the nearest hits' vote joins the categories first, with this weight).
     """
     max_k = max(ks)
     sums = {k: 0.0 for k in ks}
@@ -33,7 +33,7 @@ def precision_at_ks(store: VectorStore, query_vectors: np.ndarray, query_labels:
         hits = [(h, s) for h, s in hits if exclude is None or h != exclude[i]]
         if probs:
             if vote:
-                probs = rerank.with_vote(probs, [s for _, s in hits], [gallery_labels[h] for h, _ in hits])
+                probs = rerank.with_vote(probs, [s for _, s in hits], [gallery_labels[h] for h, _ in hits], vote)
             scores = rerank.rerank_scores([s for _, s in hits], [gallery_labels[h] for h, _ in hits], probs, weight)
             hits = [hits[j] for j in np.argsort(-scores, kind="stable")]
         ids = [h for h, _ in hits][:max_k]

@@ -23,7 +23,7 @@ import numpy as np
 
 from models.training import match_thread_count
 from search import rerank
-from search.categories import picture_categories, reads_encoder
+from search.categories import picture_categories, reads_encoder, vote_weight
 from search.fusion import fuse_scores
 from search.images import decode_image, fit_to_model
 from search.index import VectorStore
@@ -50,7 +50,7 @@ class Encoded:
     timings_ms: dict[str, float]
     generated: np.ndarray | None = None  # the GAN's picture of a sketch, uint8 (80, 60, 3)
     categories: dict[str, float] | None = None  # the query's likeliest articleTypes (``search.categories``)
-    neighbour_vote: bool = False  # a photo: its nearest items' vote joins ``categories`` before re-ranking
+    neighbour_vote: float = 0.0  # a photo: the weight with which its nearest items' vote joins ``categories``
 
 
 @dataclass
@@ -157,7 +157,8 @@ def encode_photo(models: TrainedModels, image: np.ndarray, categories: bool = Tr
     if categories:
         with timed(timings, "classifier"):
             guess = picture_categories(models, vec[None], image[None], descriptors=descriptors)[0]
-    return Encoded(vec, "image", timings, categories=guess, neighbour_vote=guess is not None)
+    vote = vote_weight(models) if guess is not None else 0.0
+    return Encoded(vec, "image", timings, categories=guess, neighbour_vote=vote)
 
 
 def embed_sketches(models: TrainedModels, sketches: np.ndarray, road: str) -> np.ndarray:
@@ -298,13 +299,13 @@ def live_nearest(vector: np.ndarray, k: int, items: ItemSource, filters: Filters
     return [(int(pks[keep][i]), float(sims[i])) for i in order]
 
 
-def rerank_hits(hits: list[Hit], categories: dict[str, float] | None, vote: bool, weight: float) -> list[Hit]:
+def rerank_hits(hits: list[Hit], categories: dict[str, float] | None, vote: float, weight: float) -> list[Hit]:
     """Best first; with the query's ``categories``, by cosine + ``weight`` x P(the item's category)
-    (``search.rerank``), a photo's categories first taking in its nearest hits' vote."""
+    (``search.rerank``), a photo's categories first taking in its nearest hits' vote (``vote``: its weight)."""
     if categories and hits:
         cats = [h.item.category for h in hits]
         if vote:
-            categories = rerank.with_vote(categories, [h.score for h in hits], cats)
+            categories = rerank.with_vote(categories, [h.score for h in hits], cats, vote)
         scores = rerank.rerank_scores([h.score for h in hits], cats, categories, weight)
         hits = [Hit(h.item, float(s)) for h, s in zip(hits, scores, strict=True)]
     return sorted(hits, key=lambda h: -h.score)

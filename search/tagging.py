@@ -15,11 +15,13 @@ from search.categories import (  # the vote's settings: evaluate.py (the lead's)
     blend_guess,
     neighbour_vote,
     picture_categories,
+    vote_weight,
 )
 from search.timing import timed
 from search.trained import TrainedModels
 
-__all__ = ["HEADS", "NEIGHBOURS", "NEIGHBOUR_TEMPERATURE", "NEIGHBOUR_WEIGHT", "Suggestion", "blend_guess", "neighbour_vote", "suggest_tags"]
+__all__ = ["HEADS", "NEIGHBOURS", "NEIGHBOUR_TEMPERATURE", "NEIGHBOUR_WEIGHT", "Suggestion", "blend_guess", "neighbour_vote", "suggest_tags",
+           "vote_weight"]
 
 HEADS = ("category", "gender", "colour", "sub_category")
 
@@ -65,7 +67,7 @@ def suggest_tags(models: TrainedModels, image: np.ndarray, title: str = "", top:
             vector = models.encoder().embed(image[None])[0] if vector is None else vector
             guess = picture_categories(models, vector[None], classifier_probs=probs[MAIN_HEAD])[0]
         if neighbours:
-            guess = blend_guess(guess, neighbour_vote(neighbours))
+            guess = blend_guess(guess, neighbour_vote(neighbours), vote_weight(models))
         tags["category"] = sorted(guess.items(), key=lambda kv: -kv[1])[:top]
     with timed(timings, "cam"):
         labels, top_label = list(names["category"]), tags["category"][0][0]

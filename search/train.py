@@ -165,6 +165,32 @@ def frozen_encoder(role: str, data: Dataset, artifacts_dir: Path):
             catalog_descriptors(encoder, data.val.images, cache, views=1))
 
 
+def choose_photo_vote(twin: dict, encoder: dict, train_desc: np.ndarray, val_desc: np.ndarray, data: Dataset,
+                      out: Path) -> dict:
+    """The weight of the nearest items' vote in a photo's guess, chosen for this twin and encoder on the validation
+    photos (``search.categories.choose_vote_weight``; their nearest items: the train photos, by the vectors the
+    index holds, read from the cached descriptors) and saved in the twin's checkpoint. Returns the checkpoint."""
+    from models.checkpoint import add_train_info
+    from models.classifier import MAIN_HEAD, load_classifier, predict
+    from models.image_encoder import head_probs_of_descriptors, vectors_of_descriptors
+    from models.metrics import nearest
+    from search.categories import EVEN, NEIGHBOURS, choose_vote_weight, top_categories
+
+    names = list(twin["config"]["label_names"][MAIN_HEAD])
+    if names != list(encoder["config"].get("class_names") or []) or not len(data.val.labels):
+        return twin
+    weight = twin["train"].get("encoder_head_weight", EVEN)
+    probs = predict(load_classifier(twin), None, None, descriptors=val_desc[0])[MAIN_HEAD]
+    guesses = top_categories(weight * head_probs_of_descriptors(encoder, val_desc[0]) + (1.0 - weight) * probs, names)
+    indices, cosines = nearest(vectors_of_descriptors(encoder, val_desc), vectors_of_descriptors(encoder, train_desc),
+                               min(NEIGHBOURS, len(data.train.labels)))
+    train_names = np.asarray(data.class_names)[np.asarray(data.train.labels)]
+    neighbours = [list(zip(train_names[i].tolist(), c.tolist(), strict=True))
+                  for i, c in zip(indices, cosines, strict=True)]
+    labels = [data.class_names[label] for label in data.val.labels]
+    return add_train_info(out, **choose_vote_weight(guesses, labels, neighbours))
+
+
 def nominal_budget(role: str, profile: str) -> float | None:
     """The ``budget_seconds`` of ``role``'s training profile (None: it trains its epochs, however long)."""
     import importlib
@@ -255,10 +281,12 @@ def train_role(role: str, data: Dataset, artifacts_dir: Path, *, profile: str, d
         encoder, train_desc, val_desc = frozen_encoder(role, data, artifacts_dir)
         train_targets, names = catalog_targets(data.train.rows)
         val_targets, _ = catalog_targets(data.val.rows, names)
-        return train_classifier(data.train.images, data.train.titles, train_targets, data.val.images,
-                                data.val.titles, val_targets, names, out, use_text=role == "classifier",
-                                profile=resolve_profile(PROFILES, profile, overrides), device=device, resume=resume,
-                                encoder=encoder, train_descriptors=train_desc, val_descriptors=val_desc)
+        payload = train_classifier(data.train.images, data.train.titles, train_targets, data.val.images,
+                                   data.val.titles, val_targets, names, out, use_text=role == "classifier",
+                                   profile=resolve_profile(PROFILES, profile, overrides), device=device,
+                                   resume=resume, encoder=encoder, train_descriptors=train_desc,
+                                   val_descriptors=val_desc)
+        return choose_photo_vote(payload, encoder, train_desc, val_desc, data, out) if role != "classifier" else payload
     if role == "captioner":
         from models.train_captioner import PROFILES, train_captioner
 

@@ -96,7 +96,7 @@ def encode_with_version(data: bytes, kind: str, road: str = "", *, in_workers: b
     generated = unpack(out["generated"]) if out["generated"] else None
     encoded = Encoded(unpack(out["vector"]), out["space"],
                       {**timings, **out["timings_ms"], "queue": max(wall - worker_ms, 0.0)}, generated,
-                      out.get("categories"), bool(out.get("neighbour_vote")))
+                      out.get("categories"), float(out.get("neighbour_vote") or 0.0))
     return encoded, out["encoder_version"]
 
 

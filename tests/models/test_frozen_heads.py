@@ -10,9 +10,10 @@ import torch
 import models.train_captioner as tcap
 import models.train_classifier as tc
 from models.captioner import generate_captions, load_captioner
-from models.checkpoint import load_checkpoint
+from models.checkpoint import add_train_info, load_checkpoint
 from models.classifier import MAIN_HEAD, class_activation_map, load_classifier, predict
-from models.image_encoder import describe_array, head_probs_of_descriptors
+from models.image_encoder import describe_array, head_probs_of_descriptors, vectors_of_descriptors
+from models.metrics import nearest
 from models.train_encoder import load_encoder, train_encoder
 from tests.models.test_classifier import make_items
 
@@ -73,6 +74,30 @@ def test_the_twin_chooses_the_encoder_heads_weight_on_validation(setup):
     other = {**encoder, "config": {**encoder["config"], "class_names": ["something", "else", "entirely"]}}
     assert tc.encoder_head_weight(load_classifier(payload), other, describe_array(net, vi)[0],
                                   np.asarray(vg[MAIN_HEAD])) == {}
+
+
+def test_the_index_vectors_read_from_descriptors_are_the_encoders_own(setup):
+    root, encoder, (_ti, _tt, _tg, vi, _vt, _vg, _names) = setup
+    net = load_encoder(encoder)
+    with torch.no_grad():  # embed's mirror average, from the photos
+        x = torch.from_numpy(vi).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+        direct = torch.nn.functional.normalize(net.embed(x) + net.embed(x.flip(3)), dim=1).numpy()
+    from_descriptors = vectors_of_descriptors(encoder, describe_array(net, vi, views=2))
+    np.testing.assert_allclose(from_descriptors, direct, atol=2e-2)
+    indices, cosines = nearest(from_descriptors[:3], from_descriptors, 2)
+    assert indices[:, 0].tolist() == [0, 1, 2] and np.allclose(cosines[:, 0], 1.0, atol=1e-5)
+    assert (cosines[:, 0] >= cosines[:, 1]).all()
+
+
+def test_a_setting_added_to_a_checkpoint_keeps_its_weights_and_version(setup):
+    root, encoder, _ = setup
+    path = root / "encoder-copy.pt"
+    path.write_bytes((root / "encoder.pt").read_bytes())
+    added = add_train_info(path, chosen=0.5)
+    again = load_checkpoint(path, "encoder")
+    assert again["train"]["chosen"] == 0.5 and again["version"] == encoder["version"] == added["version"]
+    assert again["train"]["history"] == encoder["train"]["history"]
+    assert all(torch.equal(again["model"][k], v) for k, v in encoder["model"].items())
 
 
 def test_the_captioner_decodes_from_the_frozen_encoder(setup):

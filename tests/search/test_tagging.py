@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from search.categories import blend_guess, neighbour_vote, picture_categories
+from search.categories import (
+    VOTE_WEIGHTS,
+    blend_guess,
+    choose_vote_weight,
+    neighbour_vote,
+    picture_categories,
+    vote_weight,
+)
 from search.tagging import suggest_tags
 
 
@@ -71,6 +78,33 @@ def test_a_photos_guess_weighs_the_encoders_head_as_the_twin_chose(models, monke
         np.testing.assert_allclose(list(guess.values()), list(expected.values()), atol=1e-5)
 
 
+def test_the_twins_training_chose_the_votes_weight_and_the_search_uses_it(models, monkeypatch):
+    """``search.train`` trained the twin (tiny) and chose the vote's weight on the validation photos."""
+    twin = models.classifier(image_only=True)
+    train = twin.payload["train"]
+    assert train["neighbour_weight"] in VOTE_WEIGHTS and set(train["neighbour_sweep"]) == {str(w) for w in VOTE_WEIGHTS}
+    assert train["neighbour_sweep"][str(train["neighbour_weight"])] == max(train["neighbour_sweep"].values())
+    assert vote_weight(models) == train["neighbour_weight"]
+    # an untitled upload's category: the guess blended with its neighbours' vote at that weight
+    image = photo()
+    near = [("Handbags", 0.9), ("Handbags", 0.89), ("Wallets", 0.5)]
+    monkeypatch.setitem(twin.payload, "train", {**train, "neighbour_weight": 0.0})
+    assert suggest_tags(models, image, neighbours=near).tags["category"] == suggest_tags(models, image).tags["category"]
+    monkeypatch.setitem(twin.payload, "train", {**train, "neighbour_weight": 4.0})
+    assert suggest_tags(models, image, neighbours=near).tags["category"][0][0] == "Handbags"
+    assert vote_weight(models) == 4.0
+
+
+def test_the_votes_weight_is_the_smallest_that_gets_most_photos_right():
+    near = [[("Bags", 0.9), ("Bags", 0.88)]]
+    # a confident, right guess: the vote only costs
+    assert choose_vote_weight([{"Shoes": 0.9, "Bags": 0.1}], ["Shoes"], near)["neighbour_weight"] == 0.0
+    # an unsure, wrong guess: the smallest weight that lets the vote turn it
+    chosen = choose_vote_weight([{"Shoes": 0.6, "Bags": 0.4}], ["Bags"], near)
+    assert chosen["neighbour_weight"] == 0.5 and chosen["neighbour_sweep"]["0.0"] == 0.0
+    assert chosen["neighbour_sweep"]["0.5"] == 1.0
+
+
 def test_with_a_title_the_fused_classifier_answers(models):
     suggestion = suggest_tags(models, photo(), "Red leather handbag")
     assert suggestion.model == "fused"
@@ -95,7 +129,9 @@ def test_blend_adds_the_vote_to_the_guess_and_renormalises():
     assert blend_guess({"Wallets": 1.0}, {"Clutches": 1.0}, weight=1.0) == {"Wallets": 0.5, "Clutches": 0.5}
 
 
-def test_without_a_title_the_neighbours_vote_moves_the_category(models):
+def test_without_a_title_the_neighbours_vote_moves_the_category(models, monkeypatch):
+    twin = models.classifier(image_only=True)
+    monkeypatch.setitem(twin.payload, "train", {**twin.payload["train"], "neighbour_weight": 2.0})
     image = photo()
     plain = suggest_tags(models, image)
     other = next(c for c in models.classifier(image_only=True).label_names["category"]

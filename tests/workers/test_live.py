@@ -1,5 +1,7 @@
 """Live additions and deletions: visible in search at once, folded in by the next reindex."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -109,22 +111,25 @@ def test_picture_queries_are_re_ranked_by_their_likeliest_category(searchable, s
     """A photo query carries its likeliest categories (the encoder's head with the image-only classifier);
     among its nearest items, those of a likely category gain ``RERANK_WEIGHT`` times its probability."""
     from search import rerank
+    from search.categories import vote_weight
     from search.pipeline import Encoded
     from tests.conftest import jpeg_bytes
     from webapp.encoding import encode_query
-    from webapp.services import search_vector
+    from webapp.services import get_models, search_vector
 
     photo = jpeg_bytes(draw_item("Watches", COLOURS["Blue"], np.random.default_rng(5)))
     encoded = encode_query(photo, "photo")
     assert encoded.categories and abs(sum(encoded.categories.values()) - 1.0) < 0.05
     assert list(encoded.categories) == sorted(encoded.categories, key=lambda c: -encoded.categories[c])
-    assert encoded.neighbour_vote  # a photo: its nearest items vote too
+    assert encoded.neighbour_vote == vote_weight(get_models())  # a photo: its nearest items vote, as the twin chose
+    encoded = dataclasses.replace(encoded, neighbour_vote=2.0)  # a vote that counts, whatever the tiny twin chose
     plain = Encoded(encoded.vector, "image", {})
     settings.RERANK_WEIGHT = 0.5
     ranked = search_vector(encoded, 8).hits
     nearest = search_vector(plain, 60).hits
     cosine = {h.item.pk: h.score for h in nearest}
-    probs = rerank.with_vote(encoded.categories, [h.score for h in nearest], [h.item.category for h in nearest])
+    probs = rerank.with_vote(encoded.categories, [h.score for h in nearest], [h.item.category for h in nearest],
+                             2.0)
     assert probs != encoded.categories and sum(probs.values()) == pytest.approx(1.0)
     for hit in ranked:  # each score is its cosine plus the bonus of its category
         bonus = 0.5 * probs.get(hit.item.category, 0.0)

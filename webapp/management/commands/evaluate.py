@@ -21,7 +21,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from search.captions import brands_of, draft_without_brand, strip_brand
 from search.catalog import split_of
-from search.categories import picture_categories
+from search.categories import picture_categories, vote_weight
 from search.evaluation import (
     ann_recall,
     bleu4,
@@ -178,7 +178,8 @@ class Command(BaseCommand):
         self.say(f"Photo queries: {len(test_ids)} test items against {store.count} indexed items...")
         # the search's category guess for each photo: re-ranks photo queries, and is scored as a classifier below
         guesses = category_guesses(vectors, photos) if settings.RERANK_WEIGHT or models.available("classifier_image") else None
-        report["photo"] = {**self.ranked(store, vectors, test_labels, labels, test_ids, categories=guesses, vote=True),
+        report["photo"] = {**self.ranked(store, vectors, test_labels, labels, test_ids, categories=guesses,
+                                         vote=vote_weight(models)),
                            "n": len(test_ids)}
         sample = vectors[:: max(1, len(vectors) // 1000)]
         report["ann"] = {"recall_at_10": ann_recall(store, sample), "n": len(sample), "backend": store.backend,
@@ -218,20 +219,21 @@ class Command(BaseCommand):
             Path(json_path).write_text(text + "\n")
 
     @staticmethod
-    def ranked(store, vectors, test_labels, labels, test_ids, categories=None, vote=False) -> dict:
+    def ranked(store, vectors, test_labels, labels, test_ids, categories=None, vote=None) -> dict:
         """P@5/P@10 of picture queries as the search ranks them (re-ranked by category when
         ``RERANK_WEIGHT`` > 0; ``categories``: the queries' guesses, else from their vectors alone; ``vote``:
-        photos, whose nearest items' vote joins the guess), and the same without re-ranking (and without
-        the vote)."""
+        photos, the weight with which their nearest items' vote joins the guess), and the same without re-ranking
+        (and, for photos, without the vote)."""
         weight = settings.RERANK_WEIGHT
         plain = precision_at_ks(store, vectors, test_labels, labels, exclude=test_ids)
         if not weight:
             return {**plain, "rerank_weight": 0.0}
         categories = category_guesses(vectors) if categories is None else categories
         reranked = precision_at_ks(store, vectors, test_labels, labels, exclude=test_ids, categories=categories,
-                                   weight=weight, vote=vote)
+                                   weight=weight, vote=vote or 0.0)
         out = {**reranked, "rerank_weight": weight, "without_rerank": plain}
-        if vote:
+        if vote is not None:
+            out["vote_weight"] = vote
             out["without_vote"] = precision_at_ks(store, vectors, test_labels, labels, exclude=test_ids,
                                                   categories=categories, weight=weight)
         return out
@@ -375,10 +377,10 @@ class Command(BaseCommand):
         """The category of a photo uploaded without a title: the search's guess blended with the vote of its
         nearest catalog items (``search.tagging``), at the served k and weight, and a sweep of both on the
         validation split (how they were chosen)."""
-        from search.tagging import NEIGHBOUR_TEMPERATURE, NEIGHBOUR_WEIGHT, NEIGHBOURS
+        from search.tagging import NEIGHBOUR_TEMPERATURE, NEIGHBOURS
 
         ks, weights, temperatures = (5, 10, 20), (1.0, 2.0, 4.0), (0.02, 0.05, 0.0)
-        served = {"k": NEIGHBOURS, "weight": NEIGHBOUR_WEIGHT, "temperature": NEIGHBOUR_TEMPERATURE}
+        served = {"k": NEIGHBOURS, "weight": vote_weight(get_models()), "temperature": NEIGHBOUR_TEMPERATURE}
         self.say(f"Classifier (image-only) with the votes of the {NEIGHBOURS} nearest catalog items...")
         near = neighbour_categories(store, vectors, labels, max(ks + (NEIGHBOURS,)), exclude=test_ids)
         out["with_neighbours"] = {
