@@ -9,8 +9,8 @@ Two sources, both measured on the validation split (``manage.py evaluate``; docs
 * the vote of the nearest catalog items (``neighbour_vote``): each of the ``NEIGHBOURS`` nearest (plain cosine,
   no re-ranking) votes with weight exp((cosine - best cosine) / ``NEIGHBOUR_TEMPERATURE``), so near-copies
   outvote the merely similar; the vote (summing to 1) joins the guess with the weight the twin's training chose
-  on the validation split (``vote_weight``, ``choose_vote_weight``; ``NEIGHBOUR_WEIGHT`` for a checkpoint from
-  before that choice) (``blend_guess``). It can lift photo queries and untitled uploads, never sketches.
+  on the validation split (``blend_guess``; ``vote_weight``, ``choose_vote_weight``; ``NEIGHBOUR_WEIGHT`` for a
+  checkpoint from before that choice). It can lift photo queries and untitled uploads, never sketches.
 
 ``search.rerank`` re-ranks a query's hits with the result; ``search.tagging`` suggests an upload's category.
 """
@@ -47,9 +47,10 @@ def picture_categories(models: TrainedModels, vectors: np.ndarray, images: np.nd
     """The likeliest articleTypes of picture queries from their Image2Vec vectors (N, D).
 
     Photos (``images``, uint8 (N, 80, 60, 3)) also take the image-only classifier's prediction, averaged in
-    with its checkpoint's ``encoder_head_weight`` when that model is trained on the same classes (``classifier_probs``: that prediction, (N, C), when the
-    caller has already made it; ``descriptors``: the encoder's frozen descriptors of the photos, (2, N, D'),
-    which that classifier reads instead of running the CNN again). A sketch passes none: the classifier
+    with its checkpoint's ``encoder_head_weight`` when that model is trained on the same classes
+    (``classifier_probs``: that prediction, (N, C), when the caller has already made it; ``descriptors``: the
+    encoder's frozen descriptors of the photos, (2, N, D'), which that classifier reads instead of running the
+    CNN again). A sketch passes none: the classifier
     never saw sketches; it passes ``drawn``, for the encoder's guess corrected for the kinds it saw drawn."""
     encoder = models.encoder()
     names = encoder.class_names

@@ -44,8 +44,8 @@ def suggest_tags(models: TrainedModels, image: np.ndarray, title: str = "", top:
                  neighbours: Sequence[tuple[str, float]] | None = None, vector: np.ndarray | None = None) -> Suggestion:
     """The fused classifier reads photo and title; without a title the image-only twin answers, its category
     averaged with Image2Vec's own head as the twin's training chose (``search.categories.picture_categories``,
-    the search's guess for a photo) and, given ``neighbours`` ((category, cosine) of the photo's nearest catalog items), blended with
-    their vote (``blend_guess``). ``vector``: the photo's Image2Vec vector when the caller has it. Test
+    the search's guess for a photo) and, given ``neighbours`` ((category, cosine) of the photo's nearest catalog
+    items), blended with their vote at the twin's chosen weight (``blend_guess``, ``vote_weight``). ``vector``: the photo's Image2Vec vector when the caller has it. Test
     accuracies of each step are in docs/experiments.md."""
     from models.classifier import MAIN_HEAD
 
