@@ -260,11 +260,7 @@ def vectors_of_descriptors(encoder_payload: dict, descriptors: np.ndarray) -> np
     """Image2Vec's vectors (N, D) of photos from their frozen descriptors, (views, N, D'): each view's last stage,
     mean-pooled (``descriptor_offsets``), through its projection, and the views averaged as ``embed`` averages a
     photo and its mirror image (float16 descriptors: equal to rounding)."""
-    model = _head_reader(encoder_payload)
-    start, end = descriptor_offsets(model.config.widths)
-    views = [F.normalize(model.project(torch.from_numpy(np.asarray(d[:, start:end], np.float32))), dim=1)
-             for d in descriptors]
-    return F.normalize(torch.stack(views).sum(0), dim=1).numpy()
+    return _vectors(_head_reader(encoder_payload), descriptors).numpy()
 
 
 @torch.no_grad()
@@ -272,5 +268,11 @@ def head_probs_of_descriptors(encoder_payload: dict, descriptors: np.ndarray) ->
     """What Image2Vec's own cosine head says of photos, (N, C) probabilities, from their frozen descriptors
     (N, D'), as ``ImageEncoder.logits`` reads their vectors (``vectors_of_descriptors``)."""
     model = _head_reader(encoder_payload)
-    vectors = torch.from_numpy(vectors_of_descriptors(encoder_payload, np.asarray(descriptors)[None]))
-    return model.logits(vectors).softmax(dim=1).numpy()
+    return model.logits(_vectors(model, np.asarray(descriptors)[None])).softmax(dim=1).numpy()
+
+
+def _vectors(model: ImageEncoder, descriptors: np.ndarray) -> torch.Tensor:
+    start, end = descriptor_offsets(model.config.widths)
+    views = [F.normalize(model.project(torch.from_numpy(np.asarray(d[:, start:end], np.float32))), dim=1)
+             for d in descriptors]
+    return F.normalize(torch.stack(views).sum(0), dim=1)
